@@ -1,0 +1,135 @@
+// The allocator's internal API beyond malloc/free: aligned and zeroed allocation, realloc,
+// usable size and block lookup. The C API (interpose/api.cpp) adds errno and overflow
+// semantics on top; this layer never touches errno.
+#include <string.h>
+
+#include "heap.h"
+#include "large.h"
+#include "segment.h"
+
+namespace wfmm {
+
+namespace {
+
+// The live small/medium block at p, or null. Pre: segment map entry of p is 1.
+Page* small_page_of(Segment* s, uintptr_t a) {
+  if (s->kind_ != SegmentKind::kSmall && s->kind_ != SegmentKind::kMedium) return nullptr;
+  Page* pg = s->page_of(a);
+  return pg->is_block_start(a) ? pg : nullptr;
+}
+
+}  // namespace
+
+void* alloc_aligned(size_t n, size_t align) {
+  if (align <= 16) return heap_malloc(n);
+  size_t m = n < align ? align : n;
+  if (m <= kMediumMax && align <= (size_t(1) << kSmallPageShift)) {
+    // Page starts are 64 KiB aligned and blocks sit at multiples of their size from it,
+    // so a class whose size is a multiple of `align` gives aligned blocks. Bound: at most
+    // kClassesPerDoubling classes until a power of two, which every smaller align divides.
+    for (unsigned c = size_class(m); c < kNumClasses; ++c) {
+      if ((class_size(c) & (align - 1)) == 0) {
+        void* p = heap_malloc(class_size(c));
+        WFMM_ASSERT((reinterpret_cast<uintptr_t>(p) & (align - 1)) == 0);
+        return p;
+      }
+    }
+  }
+  if (t_heap == &g_empty_heap) process_init();
+  return large_alloc(m, align);
+}
+
+void* alloc_zeroed(size_t n) {
+  if (n > kMediumMax) {
+    if (t_heap == &g_empty_heap) process_init();
+    void* p = large_alloc(n, 0);
+    if (p == nullptr) return nullptr;
+    Segment* s = segment_containing(reinterpret_cast<uintptr_t>(p));
+    if (!s->fresh_) memset(p, 0, n);  // a fresh mapping is zero already
+    return p;
+  }
+  void* p = heap_malloc(n);
+  if (p != nullptr) memset(p, 0, n);
+  return p;
+}
+
+size_t usable_size(const void* p, const char* who) {
+  if (p == nullptr) return 0;
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  uint16_t e = segment_map_entry(a);
+  if (e == 0) {
+    report_error(who, "invalid pointer (not allocated by wfmm)", p);
+    return 0;
+  }
+  Segment* s = segment_containing(a);
+  if (e == 1) {
+    if (Page* pg = small_page_of(s, a)) return pg->block_size_;
+  }
+  if (s->kind_ == SegmentKind::kLarge || s->kind_ == SegmentKind::kHuge) {
+    if (Page* pg = large_page_of(s, p)) {
+      return pg->block_size_ != 0 ? pg->block_size_ : s->size_ - (pg->start_ - reinterpret_cast<uintptr_t>(s));
+    }
+  }
+  report_error(who, "invalid pointer (not the start of a live block)", p);
+  return 0;
+}
+
+void* reallocate(void* p, size_t n, const char* who) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  uint16_t e = segment_map_entry(a);
+  if (e == 0) {
+    report_error(who, "invalid pointer (not allocated by wfmm)", p);
+    return nullptr;
+  }
+  Segment* s = segment_containing(a);
+  size_t old;
+  if (s->kind_ == SegmentKind::kLarge || s->kind_ == SegmentKind::kHuge) {
+    Page* pg = e == 1 || s->kind_ == SegmentKind::kHuge ? large_page_of(s, p) : nullptr;
+    if (pg == nullptr) {
+      report_error(who, "invalid pointer (not the start of a live block)", p);
+      return nullptr;
+    }
+    old = pg->block_size_ != 0 ? pg->block_size_ : s->size_ - (pg->start_ - reinterpret_cast<uintptr_t>(s));
+    if (n > kMediumMax) {
+      if (void* q = large_resize(s, p, n)) return q;
+    }
+  } else {
+    Page* pg = e == 1 ? small_page_of(s, a) : nullptr;
+    if (pg == nullptr) {
+      report_error(who, "invalid pointer (not the start of a block)", p);
+      return nullptr;
+    }
+    old = pg->block_size_;
+    // Stay in place while the block is at most twice the request.
+    if (n <= old && n >= old / 2) return p;
+  }
+  void* q = heap_malloc(n);
+  if (q == nullptr) return nullptr;  // the old block stays valid
+  memcpy(q, p, n < old ? n : old);
+  heap_free(p, who);
+  return q;
+}
+
+bool block_lookup(const void* p, void** start, size_t* size) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  Segment* s = segment_containing(a);
+  if (s == nullptr || a >= reinterpret_cast<uintptr_t>(s) + s->size_) return false;
+  if (s->kind_ == SegmentKind::kLarge || s->kind_ == SegmentKind::kHuge) {
+    Page* pg = &s->pages_[0];
+    size_t usable = pg->block_size_ != 0 ? pg->block_size_ : s->size_ - (pg->start_ - reinterpret_cast<uintptr_t>(s));
+    if (pg->xlarge_live_.load(std::memory_order_acquire) != 1 || a < pg->start_ || a - pg->start_ >= usable)
+      return false;
+    *start = reinterpret_cast<void*>(pg->start_);
+    *size = usable;
+    return true;
+  }
+  Page* pg = s->page_of(a);
+  uintptr_t off = a - pg->start_;
+  if (pg->block_size_ == 0 || off >= pg->span_) return false;
+  uintptr_t idx = (off * pg->magic_) >> 40;
+  *start = reinterpret_cast<void*>(pg->start_ + idx * pg->block_size_);
+  *size = pg->block_size_;
+  return true;
+}
+
+}  // namespace wfmm

@@ -1,0 +1,63 @@
+// Compile-time constants of the allocator and the few macros every file uses.
+// Layout: 4 MiB segments aligned to their size; small pages 64 KiB, medium pages 512 KiB;
+// the first 64 KiB of every segment hold its header and page descriptors.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#define WFMM_LIKELY(x) __builtin_expect(!!(x), 1)
+#define WFMM_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define WFMM_INLINE inline __attribute__((always_inline))
+#define WFMM_NOINLINE __attribute__((noinline))
+#define WFMM_COLD __attribute__((noinline, cold))
+#define WFMM_EXPORT __attribute__((visibility("default")))
+
+namespace wfmm {
+
+[[noreturn]] void assert_fail(const char* cond, const char* file, int line);
+
+}  // namespace wfmm
+
+#if defined(WFMM_CHECKED) && WFMM_CHECKED
+#define WFMM_ASSERT(c) \
+  (WFMM_LIKELY(c) ? (void)0 : ::wfmm::assert_fail(#c, __FILE__, __LINE__))
+#else
+#define WFMM_ASSERT(c) ((void)0)
+#endif
+
+namespace wfmm {
+
+inline constexpr unsigned kSegmentShift = 22;
+inline constexpr size_t kSegmentSize = size_t(1) << kSegmentShift;  // 4 MiB
+inline constexpr uintptr_t kSegmentMask = kSegmentSize - 1;
+inline constexpr size_t kHeaderSize = 64 * 1024;  // segment header + page descriptors
+
+inline constexpr unsigned kSmallPageShift = 16;  // 64 KiB
+inline constexpr unsigned kMediumPageShift = 19;  // 512 KiB
+inline constexpr unsigned kMaxPagesPerSegment = kSegmentSize >> kSmallPageShift;  // 64
+
+inline constexpr size_t kSmallMax = 8 * 1024;     // largest block in a small page
+inline constexpr size_t kMediumMax = 128 * 1024;  // largest block in a medium page
+// Large blocks take a whole standard segment; above that a block gets its own mapping.
+inline constexpr size_t kLargeMax = kSegmentSize - kHeaderSize;
+// The segment map stores a 16-bit distance, so one mapping spans at most this many segments.
+inline constexpr size_t kMaxMappingSegments = 65534;
+inline constexpr size_t kMaxAllocSize = (kMaxMappingSegments - 1) * kSegmentSize;
+
+// User address space on x86-64 Linux (4-level paging; 5-level only on request via hints).
+inline constexpr unsigned kAddressBits = 47;
+
+// Blocks carved from a page's untouched area per slow-path call (keeps RSS to what is used).
+inline constexpr size_t kExtendBytes = 4096;
+// How many pages of one size class the malloc slow path inspects before taking a new page.
+inline constexpr unsigned kPageScanLimit = 8;
+// How many full pages the slow path checks for remote frees per call.
+inline constexpr unsigned kFullScanLimit = 4;
+// How many abandoned segments one slow-path call may adopt / inspect.
+inline constexpr unsigned kAdoptLimit = 4;
+// How many expired empty pages one slow-path call purges.
+inline constexpr unsigned kPurgeLimit = 4;
+// Entries a handoff stack moves out of its inbox per drain.
+inline constexpr unsigned kDrainBudget = 64;
+
+}  // namespace wfmm

@@ -1,0 +1,30 @@
+// Messages and bad-input policy. Every message starts with "wfmm: " and goes to stderr via
+// write(2), built in a fixed buffer: reporting never allocates.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+namespace wfmm {
+
+class Msg {
+ public:
+  Msg() { add("wfmm: "); }
+  Msg& add(const char* s);
+  Msg& dec(long v);
+  Msg& udec(unsigned long v);
+  Msg& hex(uintptr_t v);
+  void emit();  // appends a newline and writes
+
+ private:
+  char buf_[480];
+  size_t n_ = 0;
+};
+
+// Bad input from the program (invalid, interior, foreign or double free). Prints
+// "wfmm: <who>: <what> <ptr>" then aborts, unless WFMM_ON_ERROR=continue, in which case it
+// returns and the caller drops the request without touching the heap.
+WFMM_COLD void report_error(const char* who, const char* what, const void* p);
+
+}  // namespace wfmm

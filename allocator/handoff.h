@@ -1,0 +1,86 @@
+// A wait-free handoff stack: any thread pushes with one exchange; one consumer at a time
+// (whoever wins a try-flag; losers simply go without) drains and takes entries. Used for
+// abandoned segments, cached segments and recycled heaps.
+//
+// push (any thread, wait-free, 3 steps):  x.next = kPending; prev = inbox.exchange(x);
+//                                          x.next = prev
+// A consumer that meets a link still kPending keeps that node as the head of an unfinished
+// chain and resumes it on a later drain, so nobody ever waits for a stalled pusher.
+#pragma once
+#include <atomic>
+
+#include "config.h"
+
+namespace wfmm {
+
+// T provides: std::atomic<T*> handoff_next (written by pushers), T* handoff_link (consumer).
+template <class T>
+class HandoffStack {
+ public:
+  static T* pending() { return reinterpret_cast<T*>(uintptr_t(1)); }
+
+  void push(T* x) {
+    x->handoff_next.store(pending(), std::memory_order_relaxed);
+    // (H1) release: the pusher's writes to *x happen-before the consumer that takes x;
+    // pairs with (H2).
+    T* prev = inbox_.exchange(x, std::memory_order_acq_rel);
+    // (H3) release: pairs with (H4); publishes the link to the older entries.
+    x->handoff_next.store(prev, std::memory_order_release);
+  }
+
+  // Non-blocking: returns false if another thread is consuming right now.
+  bool try_begin() {
+    return !busy_.load(std::memory_order_relaxed) &&
+           !busy_.exchange(true, std::memory_order_acquire);
+  }
+  void end() { busy_.store(false, std::memory_order_release); }
+
+  // Pre: try_begin() succeeded. Moves up to `budget` finished entries to the owned list.
+  // Bound: each iteration moves one node (at most `budget`) or skips one unfinished chain
+  // (at most one per pusher that is stalled between its exchange and its link store).
+  void drain(unsigned budget) {
+    // (H2) acquire: pairs with (H1).
+    T* l = inbox_.exchange(nullptr, std::memory_order_acquire);
+    if (l != nullptr) {
+      l->handoff_link = chains_;
+      chains_ = l;
+    }
+    T** pp = &chains_;
+    while (*pp != nullptr) {
+      T* x = *pp;
+      T* n = x->handoff_next.load(std::memory_order_acquire);  // (H4) pairs with (H3)
+      if (n == pending()) {
+        pp = &x->handoff_link;
+        continue;
+      }
+      if (budget == 0) break;
+      --budget;
+      T* after = x->handoff_link;
+      if (n != nullptr) {
+        n->handoff_link = after;
+        *pp = n;
+      } else {
+        *pp = after;
+      }
+      x->handoff_link = owned_;
+      owned_ = x;
+      ++owned_count_;
+    }
+  }
+
+  // Pre: try_begin() succeeded. The owned list, linked through handoff_link.
+  T*& owned() { return owned_; }
+  unsigned& owned_count() { return owned_count_; }
+
+  // After fork only the forking thread exists: nobody can be consuming.
+  void reset_after_fork() { busy_.store(false, std::memory_order_relaxed); }
+
+ private:
+  std::atomic<T*> inbox_{nullptr};
+  std::atomic<bool> busy_{false};
+  T* chains_ = nullptr;  // unfinished chains, consumer-owned
+  T* owned_ = nullptr;   // drained entries, consumer-owned
+  unsigned owned_count_ = 0;
+};
+
+}  // namespace wfmm

@@ -1,0 +1,80 @@
+// The malloc and free fast paths (inline) and the allocator's internal interface. Each fast
+// path is a constant number of steps with no atomic read-modify-write; everything else is
+// one unlikely branch to a named out-of-line function in heap.cpp or large.cpp.
+#pragma once
+#include "error.h"
+#include "segment_map.h"
+#include "types.h"
+
+namespace wfmm {
+
+// ---- slow paths (heap.cpp, large.cpp) ----
+void* malloc_slow(size_t n);
+void page_became_empty(Heap* h, Page* pg);
+void free_local_checked(Heap* h, Page* pg, Block* b, const char* who);
+void free_not_local(void* p, const char* who);
+
+// ---- internal API used by the C API layer (interpose/api.cpp) and later by reclaim ----
+// Pre for all: sizes are at most kMaxAllocSize (callers check overflow first).
+void* alloc_aligned(size_t n, size_t align);  // align: power of two; returns null on OOM
+void* alloc_zeroed(size_t n);
+void* reallocate(void* p, size_t n, const char* who);  // p != null, n > 0
+size_t usable_size(const void* p, const char* who);     // 0 for null or foreign
+// Block containing an address (interior pointers included): start and usable size, or
+// false if the address is in no live block wfmm knows. For reclaim's slow path.
+bool block_lookup(const void* p, void** start, size_t* size);
+// Purges every empty page and cached segment it can reach now. True if memory was released.
+bool collect(bool force);
+// Process and thread lifecycle hooks (interpose calls them; heap.cpp implements).
+void process_init();
+void fork_child_reset();
+
+// Relaxed read-add-store: the owner is the only writer, readers tolerate staleness.
+WFMM_INLINE void stat_add(std::atomic<int64_t>& c, int64_t v) {
+  c.store(c.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
+}
+
+WFMM_INLINE void* heap_malloc(size_t n) {
+  if (WFMM_LIKELY(n <= kMediumMax)) {
+    Heap* h = t_heap;
+    Page* pg = h->cur_[size_class(n)];
+    Block* b = pg->free_;
+    if (WFMM_LIKELY(b != nullptr)) {
+      pg->free_ = pg->decode(b->next.load(std::memory_order_relaxed));
+      b->next.store(0, std::memory_order_relaxed);  // a live block carries no valid link
+      pg->used_++;
+      stat_add(h->stats_.malloc_count, 1);
+      stat_add(h->stats_.malloc_bytes, pg->block_size_);
+      return b;
+    }
+  }
+  return malloc_slow(n);
+}
+
+// Pre: p != null.
+WFMM_INLINE void heap_free(void* p, const char* who) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  if (WFMM_LIKELY(segment_map_entry(a) == 1)) {
+    Segment* s = reinterpret_cast<Segment*>(a & ~kSegmentMask);
+    Page* pg = s->page_of(a);
+    Heap* h = t_heap;
+    // relaxed: only this thread ever stores its own heap into xheap_, so equality is
+    // decided by this thread's own earlier store.
+    if (WFMM_LIKELY(pg->xheap_.load(std::memory_order_relaxed) == h)) {
+      Block* b = static_cast<Block*>(p);
+      uintptr_t d = b->next.load(std::memory_order_relaxed) ^ pg->key_;
+      if (WFMM_LIKELY(pg->is_block_start(a) && d > kPendingLink && d - pg->start_ >= pg->span_)) {
+        b->next.store(pg->encode(pg->local_free_), std::memory_order_relaxed);
+        pg->local_free_ = b;
+        stat_add(h->stats_.free_count, 1);
+        stat_add(h->stats_.free_bytes, pg->block_size_);
+        if (WFMM_UNLIKELY(--pg->used_ == 0)) page_became_empty(h, pg);
+        return;
+      }
+      return free_local_checked(h, pg, b, who);
+    }
+  }
+  free_not_local(p, who);
+}
+
+}  // namespace wfmm

@@ -1,0 +1,111 @@
+// Large and huge blocks. The block's state word (xlarge_live_) is exchanged on free, which
+// detects double frees exactly; the segment goes straight back to the cache or the OS.
+#include "large.h"
+
+#include "error.h"
+#include "os/os.h"
+#include "segment.h"
+#include "segment_map.h"
+
+namespace wfmm {
+
+namespace {
+
+size_t round_page(size_t n) { return (n + os::kPageSize - 1) & ~(os::kPageSize - 1); }
+
+// Offset of the block inside its segment: after the header, at the requested alignment.
+size_t block_offset(uintptr_t seg, size_t align) {
+  if (align <= kHeaderSize) return kHeaderSize;
+  uintptr_t b = (seg + kHeaderSize + align - 1) & ~(uintptr_t(align) - 1);
+  return b - seg;
+}
+
+}  // namespace
+
+void* large_alloc(size_t n, size_t align) {
+  size_t usable = round_page(n);
+  size_t slack = align > kHeaderSize ? align : 0;  // worst case to reach the alignment
+  size_t need = kHeaderSize + slack + usable;
+  if (need < usable || usable > kMaxAllocSize) return nullptr;
+  SegmentKind kind = need <= kSegmentSize ? SegmentKind::kLarge : SegmentKind::kHuge;
+  size_t size = kind == SegmentKind::kLarge ? kSegmentSize : round_page(need);
+  if ((size >> kSegmentShift) >= kMaxMappingSegments) return nullptr;
+  Segment* s = segment_alloc(kind, size);
+  if (s == nullptr) return nullptr;
+  uintptr_t base = reinterpret_cast<uintptr_t>(s);
+  size_t off = block_offset(base, align);
+  Page* pg = &s->pages_[0];
+  pg->start_ = base + off;
+  pg->block_size_ = uint32_t(usable > 0xffffffffu ? 0 : usable);  // huge: see usable_of
+  pg->reserved_ = 1;
+  pg->span_ = 1;
+  pg->xlarge_live_.store(1, std::memory_order_release);
+  count_malloc(usable);
+  return reinterpret_cast<void*>(pg->start_);
+}
+
+Page* large_page_of(Segment* s, const void* p) {
+  Page* pg = &s->pages_[0];
+  if (reinterpret_cast<uintptr_t>(p) != pg->start_ || pg->xlarge_live_.load(std::memory_order_acquire) != 1)
+    return nullptr;
+  return pg;
+}
+
+// Usable bytes of a large/huge block: huge sizes do not fit the 32-bit block_size_.
+size_t large_usable(Segment* s, Page* pg) {
+  if (pg->block_size_ != 0) return pg->block_size_;
+  return s->size_ - (pg->start_ - reinterpret_cast<uintptr_t>(s));
+}
+
+void large_free(Segment* s, void* p, const char* who) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  if (a >= reinterpret_cast<uintptr_t>(s) + s->size_ ||
+      (s->kind_ != SegmentKind::kLarge && s->kind_ != SegmentKind::kHuge)) {
+    return report_error(who, "invalid pointer (not allocated by wfmm)", p);
+  }
+  Page* pg = &s->pages_[0];
+  if (a != pg->start_) return report_error(who, "invalid pointer (inside a block, not its start)", p);
+  // acq_rel: the block's last use happens-before the segment's reuse by another thread.
+  if (pg->xlarge_live_.exchange(0, std::memory_order_acq_rel) != 1)
+    return report_error(who, "double free of", p);
+  count_free(large_usable(s, pg));
+  segment_release(s);
+}
+
+void* large_resize(Segment* s, void* /*p*/, size_t n) {
+  Page* pg = &s->pages_[0];
+  size_t off = pg->start_ - reinterpret_cast<uintptr_t>(s);
+  size_t old_usable = large_usable(s, pg);
+  size_t usable = round_page(n);
+  if (s->kind_ == SegmentKind::kLarge) {
+    if (off + usable > kSegmentSize || usable > 0xffffffffu) return nullptr;
+    pg->block_size_ = uint32_t(usable);  // grows or shrinks inside its own segment
+  } else {
+    if (n <= kLargeMax / 2) return nullptr;  // much smaller: move to a cheaper home
+    size_t new_size = round_page(off + usable);
+    if ((new_size >> kSegmentShift) >= kMaxMappingSegments) return nullptr;
+    size_t old_size = s->size_;
+    if (new_size != old_size) {
+      segment_map_clear(s, old_size);
+      void* q = os::remap_aligned(s, old_size, new_size, kSegmentSize);
+      if (q == nullptr) {
+        segment_map_set(s, old_size);
+        return nullptr;
+      }
+      s = static_cast<Segment*>(q);
+      segment_map_set(s, new_size);
+      s->size_ = new_size;
+      s->cookie_ = kSegmentCookie ^ reinterpret_cast<uintptr_t>(s);
+      g_bytes_mapped.fetch_add(int64_t(new_size) - int64_t(old_size), std::memory_order_relaxed);
+    }
+    pg = &s->pages_[0];
+    pg->start_ = reinterpret_cast<uintptr_t>(s) + off;
+    pg->block_size_ = usable > 0xffffffffu ? 0 : uint32_t(usable);
+  }
+  size_t new_usable = large_usable(s, pg);
+  count_free(old_usable);
+  count_malloc(new_usable);
+  return reinterpret_cast<void*>(pg->start_);
+}
+
+}  // namespace wfmm

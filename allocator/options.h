@@ -1,0 +1,42 @@
+// Runtime options: one table, read once from WFMM_<NAME> environment variables without
+// allocating (it can run inside the first malloc), settable later with wfmm_option_set.
+#pragma once
+#include <atomic>
+
+#include "config.h"
+
+namespace wfmm {
+
+enum class Opt : unsigned {
+  kVerbose,       // 0..1: print effective options at start
+  kShowStats,     // 0..1: print statistics at exit
+  kOnError,       // 0 = abort (default), 1 = continue after reporting
+  kPurgeDelayMs,  // empty pages are purged this long after they empty
+  kSegmentCache,  // empty segments kept mapped for reuse
+  kCount
+};
+
+struct OptionDesc {
+  const char* name;  // lower case, as given to wfmm_option_set; env var is WFMM_<UPPER>
+  long def, min, max;
+  const char* help;
+};
+
+extern const OptionDesc kOptionDesc[unsigned(Opt::kCount)];
+extern std::atomic<long> g_option_value[unsigned(Opt::kCount)];
+
+WFMM_INLINE long option(Opt o) {
+  // relaxed: options are independent knobs; a reader may see a change a little late.
+  return g_option_value[unsigned(o)].load(std::memory_order_relaxed);
+}
+
+// Reads the environment (once per process; a no-op afterwards). Warns on bad values.
+void options_load();
+// 0 on success; -1 for an unknown name or out-of-range value (errno = EINVAL).
+int option_set(const char* name, long value);
+// -1 with errno = EINVAL for an unknown name.
+long option_get(const char* name);
+// Writes "wfmm: option <name> = <value>" lines to stderr.
+void options_print();
+
+}  // namespace wfmm

@@ -1,0 +1,105 @@
+// Linux implementation of the OS contract (os.h): anonymous mappings with alignment,
+// purging with MADV_DONTNEED, mremap for huge blocks, getrandom for keys.
+#include "os.h"
+
+#include <errno.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+namespace wfmm::os {
+namespace {
+
+// Keeps errno as the caller left it: free() must not change errno, and a failed mmap
+// that we recover from must not leak its errno into the program.
+struct ErrnoGuard {
+  int saved = errno;
+  ~ErrnoGuard() { errno = saved; }
+};
+
+void* map_raw(void* hint, size_t size) {
+  void* p = mmap(hint, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                 -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+}  // namespace
+
+void* map_aligned(size_t size, size_t align) {
+  ErrnoGuard g;
+  if (size == 0 || size + align < size) return nullptr;
+  // Most mappings land aligned if we ask for exactly the size: try that first (one call).
+  void* p = map_raw(nullptr, size);
+  if (p == nullptr) return nullptr;
+  if ((reinterpret_cast<uintptr_t>(p) & (align - 1)) == 0) return p;
+  munmap(p, size);
+  // Over-map by `align` and trim both ends: two extra syscalls, always succeeds.
+  p = map_raw(nullptr, size + align);
+  if (p == nullptr) return nullptr;
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  uintptr_t aligned = (a + align - 1) & ~(uintptr_t(align) - 1);
+  if (aligned > a) munmap(p, aligned - a);
+  uintptr_t end = a + size + align;
+  if (end > aligned + size) munmap(reinterpret_cast<void*>(aligned + size), end - aligned - size);
+  return reinterpret_cast<void*>(aligned);
+}
+
+void unmap(void* p, size_t size) {
+  ErrnoGuard g;
+  munmap(p, size);
+}
+
+bool purge(void* p, size_t size) {
+  ErrnoGuard g;
+  return madvise(p, size, MADV_DONTNEED) == 0;
+}
+
+void* remap_aligned(void* p, size_t old_size, size_t new_size, size_t align) {
+  ErrnoGuard g;
+  // In place first: no address change, no page-table copy.
+  void* q = mremap(p, old_size, new_size, 0);
+  if (q != MAP_FAILED) return q;
+  // Move: reserve an aligned window, then move the pages into it (no data copy).
+  void* dst = map_aligned(new_size, align);
+  if (dst == nullptr) return nullptr;
+  q = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+  if (q == MAP_FAILED) {
+    munmap(dst, new_size);
+    return nullptr;
+  }
+  return q;
+}
+
+uint64_t random64() {
+  ErrnoGuard g;
+  uint64_t r = 0;
+  if (getrandom(&r, sizeof r, GRND_NONBLOCK) == sizeof r) return r;
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  r = uint64_t(ts.tv_nsec) * 0x9E3779B97F4A7C15ull ^ uint64_t(ts.tv_sec) ^
+      reinterpret_cast<uintptr_t>(&r);
+  return r;
+}
+
+uint64_t now_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
+}
+
+void write_stderr(const char* s, size_t n) {
+  ErrnoGuard g;
+  // Bound: each iteration writes at least one byte or stops.
+  while (n > 0) {
+    ssize_t w = write(2, s, n);
+    if (w <= 0) {
+      if (w < 0 && errno == EINTR) continue;
+      return;
+    }
+    s += w;
+    n -= size_t(w);
+  }
+}
+
+}  // namespace wfmm::os

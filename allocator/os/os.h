@@ -1,0 +1,37 @@
+// The one contract between wfmm and the operating system. Only os.cpp calls mmap, munmap,
+// mremap, madvise or getrandom. Every function preserves errno and returns null/false on
+// failure instead of raising anything.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+namespace wfmm::os {
+
+// Maps `size` bytes (a multiple of the OS page) aligned to `align` (a power of two, at least
+// the OS page). Pre: size > 0. Returns null when the OS refuses. Fresh memory is zero.
+void* map_aligned(size_t size, size_t align);
+
+// Unmaps a range obtained from map_aligned (or a page-aligned part of one).
+void unmap(void* p, size_t size);
+
+// Gives the physical memory of [p, p+size) back; the range stays mapped and reads as zero
+// afterwards. Returns false if the OS refused (the memory is then simply kept).
+bool purge(void* p, size_t size);
+
+// Resizes a mapping made by map_aligned to new_size, keeping its contents and an alignment
+// of `align`. Grows in place if possible, else moves without copying (mremap). Returns the
+// (possibly new) address or null, in which case the old mapping is untouched.
+void* remap_aligned(void* p, size_t old_size, size_t new_size, size_t align);
+
+// 64 random bits (getrandom, falling back to a time/address mix if it is unavailable).
+uint64_t random64();
+
+// Monotonic milliseconds.
+uint64_t now_ms();
+
+// Writes to stderr with write(2): usable inside malloc, allocates nothing.
+void write_stderr(const char* s, size_t n);
+
+constexpr size_t kPageSize = 4096;
+
+}  // namespace wfmm::os

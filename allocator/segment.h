@@ -1,0 +1,32 @@
+// Segments: obtaining them (cache or OS), initialising their page descriptors, giving them
+// back (cache, then OS after the purge delay), and the abandoned-segment handoff that lets
+// live threads adopt what exited threads left behind.
+#pragma once
+#include "types.h"
+
+namespace wfmm {
+
+// Global byte counters (slow paths only; wait-free fetch_add).
+extern std::atomic<int64_t> g_bytes_mapped;
+extern std::atomic<int64_t> g_bytes_purged;  // mapped bytes currently purged (not committed)
+extern std::atomic<int64_t> g_segments_cached;
+
+// A mapping of `size` bytes (kSegmentSize for small/medium/large; larger for huge), aligned
+// to kSegmentSize, registered in the segment map, header constructed for `kind`.
+// `extra_align` > 0 asks for that much slack for aligned huge blocks. Null on OOM.
+Segment* segment_alloc(SegmentKind kind, size_t size);
+// Gives an unowned segment with no live block back: to the cache if it is allowed, else OS.
+void segment_release(Segment* s);
+// Hands a segment with live blocks to whoever adopts it next. Pre: no page has an owner.
+void segment_abandon(Segment* s);
+// Takes up to `max` abandoned segments; returns how many (0 if another thread is adopting).
+unsigned segment_take_abandoned(Segment** out, unsigned max);
+// Unmaps cached segments idle longer than the purge delay (all of them if force). Bound:
+// kPurgeLimit unmaps per call unless force. True if anything was unmapped.
+bool segment_cache_expire(bool force);
+void segment_fork_child();
+
+// Area of page `pg` usable for blocks.
+size_t page_area(const Segment* s, const Page* pg);
+
+}  // namespace wfmm

@@ -1,0 +1,85 @@
+// Statistics: per-thread counters summed over the registry of heaps, plus global byte
+// counters kept by the segment layer. Reading is not on any wait-free path.
+#include <sched.h>
+#include <stdio.h>
+
+#include "segment.h"
+#include "types.h"
+#include "wfmm/wfmm.h"
+
+namespace wfmm {
+
+Heap* heap_registry_first();
+
+void stats_collect(wfmm_stats* out) {
+  int64_t mc = 0, mb = 0, fc = 0, fb = 0;
+  uint64_t threads = 0;
+  auto add = [&](Heap* h) {
+    mc += h->stats_.malloc_count.load(std::memory_order_relaxed);
+    mb += h->stats_.malloc_bytes.load(std::memory_order_relaxed);
+    fc += h->stats_.free_count.load(std::memory_order_relaxed);
+    fb += h->stats_.free_bytes.load(std::memory_order_relaxed);
+  };
+  add(&g_empty_heap);
+  Heap* h = heap_registry_first();
+  // Bound: the heaps ever created (heaps are recycled, so the peak number of threads).
+  while (h != nullptr) {
+    add(h);
+    if (h->live_) ++threads;
+    Heap* next = h->xall_next_.load(std::memory_order_acquire);
+    // A heap being registered right now: its link lands within a few instructions.
+    while (reinterpret_cast<uintptr_t>(next) == 1) {
+      sched_yield();
+      next = h->xall_next_.load(std::memory_order_acquire);
+    }
+    h = next;
+  }
+  *out = wfmm_stats{};
+  out->malloc_count = uint64_t(mc);
+  out->free_count = uint64_t(fc);
+  out->blocks_in_use = mc > fc ? uint64_t(mc - fc) : 0;
+  out->bytes_in_use = mb > fb ? uint64_t(mb - fb) : 0;
+  int64_t mapped = g_bytes_mapped.load(std::memory_order_relaxed);
+  int64_t purged = g_bytes_purged.load(std::memory_order_relaxed);
+  out->bytes_mapped = mapped > 0 ? uint64_t(mapped) : 0;
+  out->bytes_committed = mapped > purged ? uint64_t(mapped - purged) : 0;
+  out->threads = threads;
+  int64_t cached = g_segments_cached.load(std::memory_order_relaxed);
+  out->segments_cached = cached > 0 ? uint64_t(cached) : 0;
+}
+
+namespace {
+
+void print_bytes(FILE* f, const char* label, uint64_t b) {
+  const char* unit = "B";
+  double v = double(b);
+  if (b >= (uint64_t(1) << 30)) { v /= double(uint64_t(1) << 30); unit = "GiB"; }
+  else if (b >= (uint64_t(1) << 20)) { v /= double(uint64_t(1) << 20); unit = "MiB"; }
+  else if (b >= (uint64_t(1) << 10)) { v /= 1024.0; unit = "KiB"; }
+  fprintf(f, "wfmm:   %-22s %10.1f %s\n", label, v, unit);
+}
+
+}  // namespace
+
+void stats_print(FILE* f) {
+  wfmm_stats s;
+  stats_collect(&s);
+  fprintf(f, "wfmm: statistics\n");
+  print_bytes(f, "in use", s.bytes_in_use);
+  print_bytes(f, "committed", s.bytes_committed);
+  print_bytes(f, "mapped", s.bytes_mapped);
+  fprintf(f, "wfmm:   %-22s %10llu blocks\n", "live", (unsigned long long)s.blocks_in_use);
+  fprintf(f, "wfmm:   %-22s %10llu calls\n", "malloc", (unsigned long long)s.malloc_count);
+  fprintf(f, "wfmm:   %-22s %10llu calls\n", "free", (unsigned long long)s.free_count);
+  fprintf(f, "wfmm:   %-22s %10llu\n", "threads", (unsigned long long)s.threads);
+  fprintf(f, "wfmm:   %-22s %10llu segments\n", "cached", (unsigned long long)s.segments_cached);
+  fprintf(f, "wfmm:   %-22s %10llu blocks\n", "retired", (unsigned long long)s.retired);
+  fprintf(f, "wfmm:   %-22s %10llu blocks\n", "reclaimed", (unsigned long long)s.reclaimed);
+  fprintf(f, "wfmm:   %-22s %10llu blocks\n", "retired, pending", (unsigned long long)s.retired_pending);
+  print_bytes(f, "retired, pending", s.retired_pending_bytes);
+  fprintf(f, "wfmm:   %-22s %10llu\n", "era", (unsigned long long)s.era);
+  fprintf(f, "wfmm:   %-22s %10llu\n", "slow protects", (unsigned long long)s.protect_slow);
+  fflush(f);
+}
+
+}  // namespace wfmm

@@ -1,0 +1,158 @@
+// The allocator's shared structures and their invariants: blocks, pages, segments, heaps.
+// Read this before touching heap.cpp or segment.cpp.
+#pragma once
+#include <atomic>
+
+#include "config.h"
+#include "handoff.h"
+#include "size_class.h"
+
+namespace wfmm {
+
+struct Heap;
+struct Segment;
+
+// A free block's first word: the link of whichever list holds it, encoded as
+// (next ^ page.key). Encoding makes a stale or forged link detectable: a live block whose
+// first word decodes to 0, kPendingLink, or an address inside its own page is "suspicious"
+// and free() checks it for a double free. malloc clears the word, so a live block never
+// carries a valid encoded link unless the program wrote one. Word 1 of a block that a
+// remote push left half-linked (see Page) chains it into the page's parked list.
+struct Block {
+  std::atomic<uintptr_t> next;
+  Block* parked_next;  // only while parked; only the owner writes it
+};
+inline constexpr uintptr_t kPendingLink = 1;
+
+enum class PageQueue : uint8_t { kNone, kAvail, kFull, kFreeDirty, kFreeClean };
+enum class SegmentKind : uint8_t { kSmall, kMedium, kLarge, kHuge };
+
+// A page: blocks of one size class, owned by one heap (the thread that allocates from it).
+//
+// Lists (mimalloc's free-list sharding):
+//   free_        the owner pops here (malloc fast path)
+//   local_free_  the owner pushes here (free fast path); swapped into free_ when it runs dry
+//   xthread_free_ other threads push here with one exchange; the owner takes it with one
+//                exchange (collect). A pusher links its block after the exchange; until
+//                then the link reads kPendingLink and the owner parks the block (parked_,
+//                linked through word 1) and resumes the chain on a later collect. A parked
+//                block is never handed out: its pusher still has a write to make.
+// Counting identity, true whenever the owner is outside malloc/free:
+//   used_ = capacity_ - |free_| - |local_free_| ; blocks out = used_, of which some sit
+//   in xthread_free_ or parked_ (freed but not yet collected).
+// Who writes: the owner writes every plain field; other threads touch only xthread_free_
+// and read xheap_. A page with used_ == 0 is empty and may be reused for any class.
+struct Page {
+  // --- fast-path fields (first cache line) ---
+  Block* free_ = nullptr;
+  uintptr_t key_ = 0;  // link encoding; high bit set, so key ^ 0 is never in the page
+  uint32_t used_ = 0;
+  uint32_t block_size_ = 0;  // 0 while the page is free
+  Block* local_free_ = nullptr;
+  uintptr_t start_ = 0;  // first block
+  uint64_t magic_ = 0;   // floor(2^40 / block_size) + 1: block index by multiply
+  uint32_t span_ = 0;    // reserved_ * block_size_
+  uint8_t class_ = 0;
+  PageQueue queue_ = PageQueue::kNone;
+  uint8_t index_ = 0;  // position in the segment
+  bool purged_ = false;
+  std::atomic<Heap*> xheap_{nullptr};  // owner; null while free or abandoned
+  // --- second line: shared and slow-path fields ---
+  alignas(64) std::atomic<uintptr_t> xthread_free_{0};
+  Block* parked_ = nullptr;
+  uint32_t capacity_ = 0;  // blocks carved so far
+  uint32_t reserved_ = 0;  // blocks that fit in the page
+  Page* next_ = nullptr;   // queue links (owner)
+  Page* prev_ = nullptr;
+  uint64_t freed_at_ms_ = 0;
+  // Reserved for reclamation: one word per block (birth era, or tagged link to its retire
+  // batch once retired). Stays null until a tracked block comes from this page.
+  std::atomic<std::atomic<uint64_t>*> xside_{nullptr};
+  // Large/huge blocks: 1 while the block is live, 0 once freed (exchange = exact double-free
+  // detection without an owner).
+  std::atomic<uint32_t> xlarge_live_{0};
+  uint32_t page_shift_ = 0;
+
+  uintptr_t encode(const Block* b) const { return reinterpret_cast<uintptr_t>(b) ^ key_; }
+  Block* decode(uintptr_t v) const { return reinterpret_cast<Block*>(v ^ key_); }
+  // True if `p` is the start of a block slot of this page (in use or not).
+  bool is_block_start(uintptr_t p) const {
+    uintptr_t off = p - start_;
+    return off < span_ && ((off * magic_) >> 40) * block_size_ == off;
+  }
+};
+
+// A segment: kSegmentSize-aligned mapping. Small and medium segments hold pages of one
+// kind and belong to one heap (or none, while abandoned or cached); large segments hold one
+// block and belong to nobody; huge segments are large segments of their own size.
+// The header lives in the first kHeaderSize bytes; pages[0] of a small segment is the
+// header itself and never holds blocks.
+struct Segment {
+  uint64_t cookie_ = 0;  // kSegmentCookie ^ address: catches stray map entries in checks
+  SegmentKind kind_ = SegmentKind::kSmall;
+  uint8_t page_shift_ = 0;
+  uint8_t page_count_ = 0;  // pages usable for blocks
+  uint8_t first_page_ = 0;
+  uint32_t used_pages_ = 0;  // pages holding a size class (owner)
+  size_t size_ = 0;          // bytes mapped
+  bool fresh_ = false;       // never used since mapped: memory reads as zero
+  uint64_t freed_at_ms_ = 0;
+  std::atomic<Heap*> xowner_{nullptr};
+  Segment* next_ = nullptr;  // the owning heap's segment list
+  Segment* prev_ = nullptr;
+  std::atomic<Segment*> handoff_next{nullptr};
+  Segment* handoff_link = nullptr;
+  alignas(64) Page pages_[kMaxPagesPerSegment];
+
+  Page* page_of(uintptr_t p) {
+    return &pages_[(p - reinterpret_cast<uintptr_t>(this)) >> page_shift_];
+  }
+};
+static_assert(sizeof(Segment) <= kHeaderSize);
+
+inline constexpr uint64_t kSegmentCookie = 0x77666d6d5345474dull;
+
+// Doubly linked page list (owner only).
+struct PageList {
+  Page* head = nullptr;
+  Page* tail = nullptr;
+};
+
+// Per-thread statistics, written only by the owning thread with plain (relaxed, non-RMW)
+// stores and summed by readers: no shared atomic on a fast path. Frees are counted by the
+// freeing thread, so one thread's figures can be negative; the sums are right.
+struct ThreadStats {
+  std::atomic<int64_t> malloc_count{0};
+  std::atomic<int64_t> malloc_bytes{0};
+  std::atomic<int64_t> free_count{0};
+  std::atomic<int64_t> free_bytes{0};
+};
+
+// A heap: one per thread, reached through t_heap (initial-exec TLS). The static empty heap
+// g_empty_heap has every cur_ entry at the empty page, so a thread's first malloc misses
+// and the slow path sets the thread up; nothing on the fast path asks "initialised?".
+struct Heap {
+  Page* cur_[kNumClasses];  // page the fast path pops from, per class (never null)
+  ThreadStats stats_;
+  uint64_t id_ = 0;
+  uint64_t rng_ = 0;
+  bool live_ = false;  // a thread uses this heap now
+  PageList avail_[kNumClasses];  // pages that may have free blocks (cur_ is the head)
+  PageList full_[kNumClasses];   // pages found full
+  PageList free_dirty_[2];       // empty pages, not purged, oldest first (small, medium)
+  PageList free_clean_[2];       // empty pages, purged
+  Segment* segments_ = nullptr;  // small and medium segments this heap owns
+  std::atomic<Heap*> handoff_next{nullptr};  // heap pool
+  Heap* handoff_link = nullptr;
+  std::atomic<Heap*> xall_next_{nullptr};  // registry of every heap ever made
+
+  constexpr explicit Heap(Page* empty) {
+    for (auto& c : cur_) c = empty;
+  }
+};
+
+extern Page g_empty_page;
+extern Heap g_empty_heap;
+extern __thread Heap* t_heap __attribute__((tls_model("initial-exec")));
+
+}  // namespace wfmm

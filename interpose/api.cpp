@@ -1,0 +1,93 @@
+// The wfmm_* C API: standard semantics (errno, overflow, alignment checks) over the
+// allocator's internal interface. The export shim (shim.cpp) forwards the standard names
+// here; tests link this without the shim so they run beside the system malloc.
+#include <errno.h>
+#include <stdio.h>
+
+#include "heap.h"
+#include "options.h"
+#include "wfmm/wfmm.h"
+
+namespace wfmm {
+void stats_collect(wfmm_stats* out);
+void stats_print(FILE* f);
+}  // namespace wfmm
+
+using namespace wfmm;
+
+namespace {
+
+WFMM_INLINE void* fail_nomem() {
+  errno = ENOMEM;
+  return nullptr;
+}
+
+}  // namespace
+
+extern "C" {
+
+WFMM_EXPORT void* wfmm_malloc(size_t n) noexcept {
+  if (WFMM_UNLIKELY(n > kMaxAllocSize)) return fail_nomem();
+  void* p = heap_malloc(n);
+  if (WFMM_UNLIKELY(p == nullptr)) return fail_nomem();
+  return p;
+}
+
+WFMM_EXPORT void wfmm_free(void* p) noexcept {
+  if (WFMM_LIKELY(p != nullptr)) heap_free(p, "free");
+}
+
+WFMM_EXPORT void* wfmm_calloc(size_t count, size_t size) noexcept {
+  size_t n;
+  if (WFMM_UNLIKELY(__builtin_mul_overflow(count, size, &n) || n > kMaxAllocSize)) return fail_nomem();
+  void* p = alloc_zeroed(n);
+  if (WFMM_UNLIKELY(p == nullptr)) return fail_nomem();
+  return p;
+}
+
+WFMM_EXPORT void* wfmm_realloc(void* p, size_t n) noexcept {
+  if (p == nullptr) return wfmm_malloc(n);
+  if (n == 0) {
+    heap_free(p, "realloc");
+    return nullptr;
+  }
+  if (n > kMaxAllocSize) return fail_nomem();
+  void* q = reallocate(p, n, "realloc");
+  if (q == nullptr) return fail_nomem();
+  return q;
+}
+
+WFMM_EXPORT void* wfmm_aligned_alloc(size_t alignment, size_t size) noexcept {
+  if (alignment == 0 || (alignment & (alignment - 1)) != 0) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  if (size > kMaxAllocSize || alignment > kMaxAllocSize / 2) return fail_nomem();
+  void* p = alloc_aligned(size, alignment);
+  if (p == nullptr) return fail_nomem();
+  return p;
+}
+
+WFMM_EXPORT size_t wfmm_usable_size(const void* p) noexcept {
+  return usable_size(p, "malloc_usable_size");
+}
+
+WFMM_EXPORT int wfmm_option_set(const char* name, long value) noexcept {
+  process_init();
+  return option_set(name, value);
+}
+
+WFMM_EXPORT long wfmm_option_get(const char* name) noexcept {
+  process_init();
+  return option_get(name);
+}
+
+WFMM_EXPORT int wfmm_collect(int force) noexcept { return collect(force != 0) ? 1 : 0; }
+
+WFMM_EXPORT void wfmm_stats_get(struct wfmm_stats* out) noexcept {
+  if (out != nullptr) stats_collect(out);
+}
+
+WFMM_EXPORT void wfmm_stats_print(FILE* out) noexcept { stats_print(out != nullptr ? out : stderr); }
+
+}  // extern "C"
