@@ -649,3 +649,50 @@ bool collect(bool force) {
 }
 
 }  // namespace wfmm
+
+namespace wfmm {
+
+// Checks the calling thread's heap against the invariants in types.h. Returns null if all
+// hold, else a description of the first violation. For tests; walks everything.
+const char* heap_validate() {
+  Heap* h = t_heap;
+  if (h == &g_empty_heap) return nullptr;
+  for (unsigned c = 0; c < kNumClasses; ++c) {
+    Page* cur = h->cur_[c];
+    if (cur == nullptr) return "cur_ is null";
+    if (cur != &g_empty_page && cur != h->avail_[c].head) return "cur_ is not the head of avail_";
+    if (cur == &g_empty_page && h->avail_[c].head != nullptr) return "avail_ pages but cur_ is empty";
+  }
+  for (Segment* s = h->segments_; s != nullptr; s = s->next_) {
+    if (s->xowner_.load(std::memory_order_relaxed) != h) return "segment owned by another heap";
+    if (s->cookie_ != (kSegmentCookie ^ reinterpret_cast<uintptr_t>(s))) return "segment cookie";
+    unsigned used_pages = 0;
+    for (unsigned i = s->first_page_; i < s->page_count_; ++i) {
+      Page* pg = &s->pages_[i];
+      if (pg->block_size_ == 0) {
+        if (pg->queue_ != PageQueue::kFreeDirty && pg->queue_ != PageQueue::kFreeClean) return "free page not queued as free";
+        continue;
+      }
+      ++used_pages;
+      if (pg->xheap_.load(std::memory_order_relaxed) != h) return "page owner";
+      if (pg->queue_ != PageQueue::kAvail && pg->queue_ != PageQueue::kFull) return "used page queue";
+      if (pg->block_size_ != class_size(pg->class_)) return "block size / class";
+      if (pg->capacity_ > pg->reserved_) return "capacity > reserved";
+      uint32_t nfree = 0;
+      for (Block* l : {pg->free_, pg->local_free_}) {
+        // Bound: reserved_ + 1 steps, so a cycle is reported, not followed forever.
+        for (; l != nullptr; l = pg->decode(l->next.load(std::memory_order_relaxed))) {
+          uintptr_t a = reinterpret_cast<uintptr_t>(l);
+          if (!pg->is_block_start(a)) return "free-list entry is not a block of its page";
+          if (a >= pg->start_ + uintptr_t(pg->capacity_) * pg->block_size_) return "free-list entry beyond capacity";
+          if (++nfree > pg->reserved_) return "free list longer than the page (cycle?)";
+        }
+      }
+      if (pg->used_ + nfree != pg->capacity_) return "used + free + local_free != capacity";
+    }
+    if (used_pages != s->used_pages_) return "segment used page count";
+  }
+  return nullptr;
+}
+
+}  // namespace wfmm

@@ -1,0 +1,71 @@
+// Options: runtime set/get with range checks, and parsing of WFMM_* variables in a fresh
+// process (valid values, bad values with one warning naming the variable and the range).
+#include <errno.h>
+#include <stdio.h>
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "wfmm/wfmm.h"
+
+namespace {
+
+std::string run_probe(const std::string& env) {
+  std::string cmd = "env " + env + " " WFMM_OPTION_PROBE " 2>&1";
+  FILE* f = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[256];
+  while (fgets(buf, sizeof buf, f) != nullptr) out += buf;
+  EXPECT_EQ(pclose(f), 0);
+  return out;
+}
+
+}  // namespace
+
+TEST(Options, SetAndGetWithRangeChecks) {
+  EXPECT_EQ(wfmm_option_get("purge_delay_ms"), 50);
+  EXPECT_EQ(wfmm_option_set("purge_delay_ms", 123), 0);
+  EXPECT_EQ(wfmm_option_get("purge_delay_ms"), 123);
+  EXPECT_EQ(wfmm_option_get("WFMM_PURGE_DELAY_MS"), 123);
+  errno = 0;
+  EXPECT_EQ(wfmm_option_set("purge_delay_ms", -1), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_EQ(wfmm_option_get("purge_delay_ms"), 123);
+  errno = 0;
+  EXPECT_EQ(wfmm_option_set("no_such_option", 1), -1);
+  EXPECT_EQ(errno, EINVAL);
+  errno = 0;
+  EXPECT_EQ(wfmm_option_get("no_such_option"), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_EQ(wfmm_option_set(nullptr, 1), -1);
+  EXPECT_EQ(wfmm_option_set("on_error", 2), -1);
+  EXPECT_EQ(wfmm_option_set("purge_delay_ms", 50), 0);
+}
+
+TEST(Options, EnvironmentIsParsed) {
+  std::string out = run_probe("WFMM_PURGE_DELAY_MS=7 WFMM_ON_ERROR=continue WFMM_SEGMENT_CACHE=3");
+  EXPECT_NE(out.find("purge_delay_ms=7\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("on_error=1\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("segment_cache=3\n"), std::string::npos) << out;
+  EXPECT_EQ(out.find("wfmm: "), std::string::npos) << out;
+}
+
+TEST(Options, BadValuesWarnOnceAndKeepTheDefault) {
+  std::string out = run_probe("WFMM_PURGE_DELAY_MS=abc WFMM_SEGMENT_CACHE=99999 WFMM_ON_ERROR=maybe");
+  EXPECT_NE(out.find("purge_delay_ms=50\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("segment_cache=16\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("on_error=0\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("wfmm: WFMM_PURGE_DELAY_MS='abc' is invalid: accepted 0..3600000; using the default 50"),
+            std::string::npos) << out;
+  EXPECT_NE(out.find("wfmm: WFMM_SEGMENT_CACHE='99999' is invalid: accepted 0..1024"), std::string::npos) << out;
+  EXPECT_NE(out.find("WFMM_ON_ERROR='maybe' is invalid: accepted 0..1 or abort/continue"), std::string::npos) << out;
+  size_t first = out.find("WFMM_PURGE_DELAY_MS");
+  EXPECT_EQ(out.find("WFMM_PURGE_DELAY_MS", first + 1), std::string::npos) << "warned twice: " << out;
+}
+
+TEST(Options, VerbosePrintsEffectiveOptions) {
+  std::string out = run_probe("WFMM_VERBOSE=1 WFMM_PURGE_DELAY_MS=9");
+  EXPECT_NE(out.find("wfmm: option purge_delay_ms = 9"), std::string::npos) << out;
+  EXPECT_NE(out.find("wfmm: option on_error = 0"), std::string::npos) << out;
+}

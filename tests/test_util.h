@@ -1,0 +1,43 @@
+// Helpers shared by the tests: deterministic fill patterns that tie a block's contents to
+// its address and a seed, so a check finds any overlap or premature reuse.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+namespace wfmm_test {
+
+inline uint64_t mix(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ull;
+  return x ^ (x >> 33);
+}
+
+inline void fill(void* p, size_t n, uint64_t tag) {
+  auto* b = static_cast<unsigned char*>(p);
+  uint64_t k = mix(tag);
+  for (size_t i = 0; i < n; ++i) b[i] = static_cast<unsigned char>(k >> ((i & 7) * 8)) ^ static_cast<unsigned char>(i);
+}
+
+inline bool check(const void* p, size_t n, uint64_t tag) {
+  auto* b = static_cast<const unsigned char*>(p);
+  uint64_t k = mix(tag);
+  for (size_t i = 0; i < n; ++i)
+    if (b[i] != (static_cast<unsigned char>(k >> ((i & 7) * 8)) ^ static_cast<unsigned char>(i))) return false;
+  return true;
+}
+
+struct Rng {
+  uint64_t s;
+  explicit Rng(uint64_t seed) : s(mix(seed) | 1) {}
+  uint64_t next() {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return s;
+  }
+  size_t below(size_t n) { return n == 0 ? 0 : size_t(next() % n); }
+};
+
+}  // namespace wfmm_test
