@@ -62,7 +62,7 @@ size_t usable_size(const void* p, const char* who) {
     return 0;
   }
   Segment* s = segment_containing(a);
-  if (e == 1) {
+  if (e == kMapSmall || e == kMapMedium) {
     if (Page* pg = small_page_of(s, a)) return pg->block_size_;
   }
   if (s->kind_ == SegmentKind::kLarge || s->kind_ == SegmentKind::kHuge) {
@@ -84,7 +84,7 @@ void* reallocate(void* p, size_t n, const char* who) {
   Segment* s = segment_containing(a);
   size_t old;
   if (s->kind_ == SegmentKind::kLarge || s->kind_ == SegmentKind::kHuge) {
-    Page* pg = e == 1 || s->kind_ == SegmentKind::kHuge ? large_page_of(s, p) : nullptr;
+    Page* pg = large_page_of(s, p);
     if (pg == nullptr) {
       report_error(who, "invalid pointer (not the start of a live block)", p);
       return nullptr;
@@ -94,7 +94,7 @@ void* reallocate(void* p, size_t n, const char* who) {
       if (void* q = large_resize(s, p, n)) return q;
     }
   } else {
-    Page* pg = e == 1 ? small_page_of(s, a) : nullptr;
+    Page* pg = small_page_of(s, a);
     if (pg == nullptr) {
       report_error(who, "invalid pointer (not the start of a block)", p);
       return nullptr;

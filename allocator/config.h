@@ -40,8 +40,8 @@ inline constexpr size_t kSmallMax = 8 * 1024;     // largest block in a small pa
 inline constexpr size_t kMediumMax = 128 * 1024;  // largest block in a medium page
 // Large blocks take a whole standard segment; above that a block gets its own mapping.
 inline constexpr size_t kLargeMax = kSegmentSize - kHeaderSize;
-// The segment map stores a 16-bit distance, so one mapping spans at most this many segments.
-inline constexpr size_t kMaxMappingSegments = 65534;
+// The segment map stores a 16-bit distance (minus 3 codes), so one mapping spans at most this many segments.
+inline constexpr size_t kMaxMappingSegments = 65532;
 inline constexpr size_t kMaxAllocSize = (kMaxMappingSegments - 1) * kSegmentSize;
 
 // User address space on x86-64 Linux (4-level paging; 5-level only on request via hints).

@@ -81,9 +81,17 @@ void queue_move(Heap* h, Page* pg, PageQueue q, bool front) {
   if (front) list_push_front(l, pg); else list_push_back(l, pg);
 }
 
+// The one writer of cur_ and direct_. Bound: the direct slots of one class (at most 8).
+void set_cur_page(Heap* h, unsigned cls, Page* pg) {
+  h->cur_[cls] = pg;
+  if (class_size(cls) > kDirectMax) return;
+  size_t lo = cls == 0 ? 0 : class_size(cls - 1) / 16 + 1;
+  for (size_t w = lo; w <= class_size(cls) / 16; ++w) h->direct_[w] = pg;
+}
+
 void set_cur(Heap* h, unsigned cls) {
   Page* head = h->avail_[cls].head;
-  h->cur_[cls] = head != nullptr ? head : &g_empty_page;
+  set_cur_page(h, cls, head != nullptr ? head : &g_empty_page);
 }
 
 // ---------------------------------------------------------------- collecting remote frees
@@ -340,7 +348,8 @@ Page* page_alloc(Heap* h, unsigned cls, bool* adopted) {
 // Bound: kPageScanLimit avail pages + kFullScanLimit full pages + page_alloc, at most twice
 // (once more after an adoption).
 Page* find_page(Heap* h, unsigned cls) {
-  housekeeping(h);
+  // Purging needs the clock: look every 64th call (and whenever a new page is needed).
+  if ((++h->slow_calls_ & 63) == 0) housekeeping(h);
   bool adopted = false;
   for (int round = 0; round < 2; ++round) {
     Page* pg = h->avail_[cls].head;
@@ -350,7 +359,7 @@ Page* find_page(Heap* h, unsigned cls) {
       Page* next = pg->next_;
       if (pg->free_ != nullptr) {
         queue_move(h, pg, PageQueue::kAvail, true);
-        h->cur_[cls] = pg;
+        set_cur_page(h, cls, pg);
         return pg;
       }
       queue_move(h, pg, PageQueue::kFull, false);
@@ -364,17 +373,18 @@ Page* find_page(Heap* h, unsigned cls) {
         page_collect(f);
         if (f->free_ != nullptr) {
           queue_move(h, f, PageQueue::kAvail, true);
-          h->cur_[cls] = f;
+          set_cur_page(h, cls, f);
           return f;
         }
       }
       queue_move(h, f, PageQueue::kFull, false);  // rotate to the back
     }
+    if (h->avail_[cls].head == nullptr || round > 0) housekeeping(h);
     pg = page_alloc(h, cls, &adopted);
     if (pg != nullptr) {
       page_extend(pg);
       queue_move(h, pg, PageQueue::kAvail, true);
-      h->cur_[cls] = pg;
+      set_cur_page(h, cls, pg);
       return pg;
     }
     if (!adopted) return nullptr;  // out of memory
@@ -452,7 +462,7 @@ void heap_abandon(Heap* h) {
     s = next;
   }
   for (unsigned c = 0; c < kNumClasses; ++c) {
-    h->cur_[c] = &g_empty_page;
+    set_cur_page(h, c, &g_empty_page);
     h->avail_[c] = PageList{};
     h->full_[c] = PageList{};
   }
@@ -512,7 +522,11 @@ void* malloc_slow(size_t n) {
   if (n > kMediumMax) return large_alloc(n, 0);
   unsigned cls = size_class(n);
   Page* pg = h->cur_[cls];
-  if (pg->free_ == nullptr) {
+  if (pg->local_free_ != nullptr && pg->free_ == nullptr) {
+    // The common refill: this thread's own frees, no atomics, no scan.
+    pg->free_ = pg->local_free_;
+    pg->local_free_ = nullptr;
+  } else if (pg->free_ == nullptr) {
     pg = find_page(h, cls);
     if (pg == nullptr) return nullptr;
   }
@@ -520,8 +534,7 @@ void* malloc_slow(size_t n) {
   pg->free_ = pg->decode(b->next.load(std::memory_order_relaxed));
   b->next.store(0, std::memory_order_relaxed);
   pg->used_++;
-  stat_add(h->stats_.malloc_count, 1);
-  stat_add(h->stats_.malloc_bytes, pg->block_size_);
+  stat_add(h->stats_.malloc_class[cls], 1);
   return b;
 }
 
@@ -553,8 +566,7 @@ void free_local_checked(Heap* h, Page* pg, Block* b, const char* who) {
   }
   b->next.store(pg->encode(pg->local_free_), std::memory_order_relaxed);
   pg->local_free_ = b;
-  stat_add(h->stats_.free_count, 1);
-  stat_add(h->stats_.free_bytes, pg->block_size_);
+  stat_add(h->stats_.free_class[pg->class_], 1);
   if (--pg->used_ == 0) page_became_empty(h, pg);
 }
 
@@ -568,27 +580,22 @@ static void push_remote(Page* pg, Block* b) {
   b->next.store(pg->encode(reinterpret_cast<Block*>(prev)), std::memory_order_release);
 }
 
+// Counters of the calling thread; a thread with no heap shares the empty heap's counters,
+// and those need a real read-modify-write.
+static void count(std::atomic<int64_t>& c, int64_t v) {
+  if (t_heap == &g_empty_heap) c.fetch_add(v, std::memory_order_relaxed); else stat_add(c, v);
+}
+
 void count_free(size_t bytes) {
-  Heap* h = t_heap;
-  if (h == &g_empty_heap) {
-    // A thread with no heap shares the empty heap's counters: those need a real RMW.
-    h->stats_.free_count.fetch_add(1, std::memory_order_relaxed);
-    h->stats_.free_bytes.fetch_add(int64_t(bytes), std::memory_order_relaxed);
-  } else {
-    stat_add(h->stats_.free_count, 1);
-    stat_add(h->stats_.free_bytes, int64_t(bytes));
-  }
+  ThreadStats& st = t_heap->stats_;
+  count(st.free_large, 1);
+  count(st.free_large_bytes, int64_t(bytes));
 }
 
 void count_malloc(size_t bytes) {
-  Heap* h = t_heap;
-  if (h == &g_empty_heap) {
-    h->stats_.malloc_count.fetch_add(1, std::memory_order_relaxed);
-    h->stats_.malloc_bytes.fetch_add(int64_t(bytes), std::memory_order_relaxed);
-  } else {
-    stat_add(h->stats_.malloc_count, 1);
-    stat_add(h->stats_.malloc_bytes, int64_t(bytes));
-  }
+  ThreadStats& st = t_heap->stats_;
+  count(st.malloc_large, 1);
+  count(st.malloc_large_bytes, int64_t(bytes));
 }
 
 void free_not_local(void* p, const char* who) {
@@ -596,8 +603,7 @@ void free_not_local(void* p, const char* who) {
   uint16_t e = segment_map_entry(a);
   if (e == 0) return report_error(who, "invalid pointer (not allocated by wfmm)", p);
   Segment* s = segment_containing(a);
-  if (e != 1 || s->kind_ == SegmentKind::kLarge || s->kind_ == SegmentKind::kHuge)
-    return large_free(s, p, who);
+  if (s->kind_ == SegmentKind::kLarge || s->kind_ == SegmentKind::kHuge) return large_free(s, p, who);
   Page* pg = s->page_of(a);
   if (!pg->is_block_start(a)) {
     return report_error(who, pg->block_size_ == 0 ? "invalid pointer (no block there)"
@@ -612,7 +618,7 @@ void free_not_local(void* p, const char* who) {
     return report_error(who, "double free of", p);
   }
   push_remote(pg, b);
-  count_free(pg->block_size_);
+  count(t_heap->stats_.free_class[pg->class_], 1);
 }
 
 bool collect(bool force) {
@@ -662,6 +668,9 @@ const char* heap_validate() {
     if (cur == nullptr) return "cur_ is null";
     if (cur != &g_empty_page && cur != h->avail_[c].head) return "cur_ is not the head of avail_";
     if (cur == &g_empty_page && h->avail_[c].head != nullptr) return "avail_ pages but cur_ is empty";
+  }
+  for (size_t w = 0; w <= kDirectMax / 16; ++w) {
+    if (h->direct_[w] != h->cur_[kDirectClass[w]]) return "direct_ disagrees with cur_";
   }
   for (Segment* s = h->segments_; s != nullptr; s = s->next_) {
     if (s->xowner_.load(std::memory_order_relaxed) != h) return "segment owned by another heap";

@@ -34,29 +34,44 @@ WFMM_INLINE void stat_add(std::atomic<int64_t>& c, int64_t v) {
   c.store(c.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
 }
 
-WFMM_INLINE void* heap_malloc(size_t n) {
-  if (WFMM_LIKELY(n <= kMediumMax)) {
-    Heap* h = t_heap;
-    Page* pg = h->cur_[size_class(n)];
-    Block* b = pg->free_;
-    if (WFMM_LIKELY(b != nullptr)) {
-      pg->free_ = pg->decode(b->next.load(std::memory_order_relaxed));
-      b->next.store(0, std::memory_order_relaxed);  // a live block carries no valid link
-      pg->used_++;
-      stat_add(h->stats_.malloc_count, 1);
-      stat_add(h->stats_.malloc_bytes, pg->block_size_);
-      return b;
-    }
+// The malloc fast path: a pop from the current page of the size class, or null when the
+// caller must take the slow path (size above kMediumMax, or the page's free list is empty).
+WFMM_INLINE void* heap_malloc_fast(size_t n) {
+  Heap* h = t_heap;
+  Page* pg;
+  if (WFMM_LIKELY(n <= kDirectMax)) {
+    pg = h->direct_[(n + 15) >> 4];
+  } else if (n <= kMediumMax) {
+    pg = h->cur_[size_class_compute(n)];
+  } else {
+    return nullptr;
   }
+  Block* b = pg->free_;
+  if (WFMM_LIKELY(b != nullptr)) {
+    pg->free_ = pg->decode(b->next.load(std::memory_order_relaxed));
+    b->next.store(0, std::memory_order_relaxed);  // a live block carries no valid link
+    pg->used_++;
+    stat_add(h->stats_.malloc_class[pg->class_], 1);
+    return b;
+  }
+  return nullptr;
+}
+
+WFMM_INLINE void* heap_malloc(size_t n) {
+  void* p = heap_malloc_fast(n);
+  if (WFMM_LIKELY(p != nullptr)) return p;
   return malloc_slow(n);
 }
 
 // Pre: p != null.
 WFMM_INLINE void heap_free(void* p, const char* who) {
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  if (WFMM_LIKELY(segment_map_entry(a) == 1)) {
+  unsigned e = segment_map_entry(a);
+  if (WFMM_LIKELY(e - kMapSmall <= kMapMedium - kMapSmall)) {
+    // Small (64 KiB) or medium (512 KiB) pages, told apart by the map entry alone.
+    unsigned shift = kSmallPageShift + (e - kMapSmall) * (kMediumPageShift - kSmallPageShift);
     Segment* s = reinterpret_cast<Segment*>(a & ~kSegmentMask);
-    Page* pg = s->page_of(a);
+    Page* pg = &s->pages_[(a & kSegmentMask) >> shift];
     Heap* h = t_heap;
     // relaxed: only this thread ever stores its own heap into xheap_, so equality is
     // decided by this thread's own earlier store.
@@ -66,9 +81,10 @@ WFMM_INLINE void heap_free(void* p, const char* who) {
       if (WFMM_LIKELY(pg->is_block_start(a) && d > kPendingLink && d - pg->start_ >= pg->span_)) {
         b->next.store(pg->encode(pg->local_free_), std::memory_order_relaxed);
         pg->local_free_ = b;
-        stat_add(h->stats_.free_count, 1);
-        stat_add(h->stats_.free_bytes, pg->block_size_);
-        if (WFMM_UNLIKELY(--pg->used_ == 0)) page_became_empty(h, pg);
+        stat_add(h->stats_.free_class[pg->class_], 1);
+        // An emptied page that is still this class's current page stays put: a malloc/free
+        // pair loop reuses it without a call.
+        if (WFMM_UNLIKELY(--pg->used_ == 0) && h->cur_[pg->class_] != pg) page_became_empty(h, pg);
         return;
       }
       return free_local_checked(h, pg, b, who);

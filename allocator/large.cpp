@@ -89,11 +89,11 @@ void* large_resize(Segment* s, void* /*p*/, size_t n) {
       segment_map_clear(s, old_size);
       void* q = os::remap_aligned(s, old_size, new_size, kSegmentSize);
       if (q == nullptr) {
-        segment_map_set(s, old_size);
+        segment_map_set(s, old_size, kMapLarge);
         return nullptr;
       }
       s = static_cast<Segment*>(q);
-      segment_map_set(s, new_size);
+      segment_map_set(s, new_size, kMapLarge);
       s->size_ = new_size;
       s->cookie_ = kSegmentCookie ^ reinterpret_cast<uintptr_t>(s);
       g_bytes_mapped.fetch_add(int64_t(new_size) - int64_t(old_size), std::memory_order_relaxed);

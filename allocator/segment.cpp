@@ -111,9 +111,11 @@ Segment* segment_alloc(SegmentKind kind, size_t size) {
     s = static_cast<Segment*>(p);
     fresh = true;
     g_bytes_mapped.fetch_add(int64_t(size), std::memory_order_relaxed);
-    segment_map_set(s, size);
   }
   init_header(s, kind, size, fresh);
+  // A cached standard segment may come back as another kind: (re)write its map entry.
+  uint16_t code = kind == SegmentKind::kSmall ? kMapSmall : kind == SegmentKind::kMedium ? kMapMedium : kMapLarge;
+  segment_map_set(s, size, code);
   return s;
 }
 

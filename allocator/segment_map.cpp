@@ -5,11 +5,13 @@ namespace wfmm {
 
 std::atomic<uint16_t> g_segment_map[kSegmentMapEntries];
 
-void segment_map_set(void* seg, size_t size) {
+void segment_map_set(void* seg, size_t size, uint16_t code) {
   uintptr_t first = reinterpret_cast<uintptr_t>(seg) >> kSegmentShift;
   size_t n = (size + kSegmentSize - 1) >> kSegmentShift;
+  g_segment_map[first].store(code, std::memory_order_release);
   // Bound: n <= kMaxMappingSegments.
-  for (size_t i = 0; i < n; ++i) g_segment_map[first + i].store(uint16_t(i + 1), std::memory_order_release);
+  for (size_t i = 1; i < n; ++i)
+    g_segment_map[first + i].store(uint16_t(i + kMapLarge), std::memory_order_release);
 }
 
 void segment_map_clear(void* seg, size_t size) {

@@ -1,7 +1,12 @@
 // Address -> segment in O(1) for any address: one 16-bit entry per possible 4 MiB-aligned
 // chunk of the 47-bit user address space (64 MiB of zero-page-backed .bss; only entries near
-// our segments are ever touched). Entry 0: not ours. Entry d > 0: the chunk lies d-1
-// chunks after the start of one of our segments (huge mappings span several chunks).
+// our segments are ever touched). The entry also tells the free fast path the page size,
+// so it never reads the segment header:
+//   0                  not ours
+//   kMapSmall (1)      a small-page segment starts here
+//   kMapMedium (2)     a medium-page segment starts here
+//   kMapLarge (3)      a large or huge segment starts here
+//   d >= kMapHugeTail  d - kMapLarge chunks after the start of a huge segment
 #pragma once
 #include <atomic>
 
@@ -10,6 +15,11 @@
 namespace wfmm {
 
 struct Segment;
+
+inline constexpr uint16_t kMapSmall = 1;
+inline constexpr uint16_t kMapMedium = 2;
+inline constexpr uint16_t kMapLarge = 3;
+inline constexpr uint16_t kMapHugeTail = 4;
 
 inline constexpr size_t kSegmentMapEntries = size_t(1) << (kAddressBits - kSegmentShift);
 extern std::atomic<uint16_t> g_segment_map[kSegmentMapEntries];
@@ -28,13 +38,14 @@ WFMM_INLINE uint16_t segment_map_entry(uintptr_t a) {
 inline Segment* segment_containing(uintptr_t a) {
   uint16_t e = segment_map_entry(a);
   if (e == 0) return nullptr;
-  uintptr_t chunk = (a >> kSegmentShift) - (e - 1);
+  uintptr_t chunk = (a >> kSegmentShift) - (e >= kMapHugeTail ? e - kMapLarge : 0);
   return reinterpret_cast<Segment*>(chunk << kSegmentShift);
 }
 
-// Mark [seg, seg+size) as ours / not ours. Pre: seg is kSegmentSize-aligned and size
-// spans at most kMaxMappingSegments chunks.
-void segment_map_set(void* seg, size_t size);
+// Mark [seg, seg+size) as ours (first chunk gets `code`, one of kMapSmall/Medium/Large) /
+// not ours. Pre: seg is kSegmentSize-aligned and size spans at most kMaxMappingSegments
+// chunks.
+void segment_map_set(void* seg, size_t size, uint16_t code);
 void segment_map_clear(void* seg, size_t size);
 
 }  // namespace wfmm

@@ -15,10 +15,19 @@ void stats_collect(wfmm_stats* out) {
   int64_t mc = 0, mb = 0, fc = 0, fb = 0;
   uint64_t threads = 0;
   auto add = [&](Heap* h) {
-    mc += h->stats_.malloc_count.load(std::memory_order_relaxed);
-    mb += h->stats_.malloc_bytes.load(std::memory_order_relaxed);
-    fc += h->stats_.free_count.load(std::memory_order_relaxed);
-    fb += h->stats_.free_bytes.load(std::memory_order_relaxed);
+    const ThreadStats& st = h->stats_;
+    for (unsigned c = 0; c < kNumClasses; ++c) {
+      int64_t m = st.malloc_class[c].load(std::memory_order_relaxed);
+      int64_t f = st.free_class[c].load(std::memory_order_relaxed);
+      mc += m;
+      fc += f;
+      mb += m * int64_t(class_size(c));
+      fb += f * int64_t(class_size(c));
+    }
+    mc += st.malloc_large.load(std::memory_order_relaxed);
+    mb += st.malloc_large_bytes.load(std::memory_order_relaxed);
+    fc += st.free_large.load(std::memory_order_relaxed);
+    fb += st.free_large_bytes.load(std::memory_order_relaxed);
   };
   add(&g_empty_heap);
   Heap* h = heap_registry_first();

@@ -12,15 +12,18 @@ namespace wfmm {
 struct Heap;
 struct Segment;
 
-// A free block's first word: the link of whichever list holds it, encoded as
+// A free block's second word: the link of whichever list holds it, encoded as
 // (next ^ page.key). Encoding makes a stale or forged link detectable: a live block whose
 // first word decodes to 0, kPendingLink, or an address inside its own page is "suspicious"
 // and free() checks it for a double free. malloc clears the word, so a live block never
-// carries a valid encoded link unless the program wrote one. Word 1 of a block that a
+// carries a valid encoded link unless the program wrote one. Word 0 of a block that a
 // remote push left half-linked (see Page) chains it into the page's parked list.
+// Why word 1 for the link: free() reads the link word before writing it, and programs
+// often store to the first bytes of a block just before freeing it; a narrow store
+// followed by a wider load of the same bytes cannot be forwarded and stalls the free.
 struct Block {
-  std::atomic<uintptr_t> next;
   Block* parked_next;  // only while parked; only the owner writes it
+  std::atomic<uintptr_t> next;
 };
 inline constexpr uintptr_t kPendingLink = 1;
 
@@ -76,9 +79,12 @@ struct Page {
   uintptr_t encode(const Block* b) const { return reinterpret_cast<uintptr_t>(b) ^ key_; }
   Block* decode(uintptr_t v) const { return reinterpret_cast<Block*>(v ^ key_); }
   // True if `p` is the start of a block slot of this page (in use or not).
+  // With off = q*bs + r and bs*magic = 2^40 + e (0 < e <= bs), the low 40 bits of
+  // off*magic are q*e + r*magic: below 2^19 when r == 0 (q*e <= off < 2^19), at least
+  // magic >= 2^23 otherwise (bs <= 2^17). One multiply, no division.
   bool is_block_start(uintptr_t p) const {
     uintptr_t off = p - start_;
-    return off < span_ && ((off * magic_) >> 40) * block_size_ == off;
+    return off < span_ && ((off * magic_) & ((uint64_t(1) << 40) - 1)) < (uint64_t(1) << 19);
   }
 };
 
@@ -121,22 +127,30 @@ struct PageList {
 // Per-thread statistics, written only by the owning thread with plain (relaxed, non-RMW)
 // stores and summed by readers: no shared atomic on a fast path. Frees are counted by the
 // freeing thread, so one thread's figures can be negative; the sums are right.
+// Small and medium blocks are counted per size class (one increment, no size to load);
+// bytes are derived from the class sizes when read.
 struct ThreadStats {
-  std::atomic<int64_t> malloc_count{0};
-  std::atomic<int64_t> malloc_bytes{0};
-  std::atomic<int64_t> free_count{0};
-  std::atomic<int64_t> free_bytes{0};
+  std::atomic<int64_t> malloc_class[kNumClasses] = {};
+  std::atomic<int64_t> free_class[kNumClasses] = {};
+  std::atomic<int64_t> malloc_large{0};
+  std::atomic<int64_t> malloc_large_bytes{0};
+  std::atomic<int64_t> free_large{0};
+  std::atomic<int64_t> free_large_bytes{0};
 };
 
 // A heap: one per thread, reached through t_heap (initial-exec TLS). The static empty heap
 // g_empty_heap has every cur_ entry at the empty page, so a thread's first malloc misses
 // and the slow path sets the thread up; nothing on the fast path asks "initialised?".
 struct Heap {
+  // Page the fast path pops from, by request size in 16-byte words up to kDirectMax:
+  // direct_[w] == cur_[kDirectClass[w]] always (set_cur keeps them equal).
+  Page* direct_[kDirectMax / 16 + 1];
   Page* cur_[kNumClasses];  // page the fast path pops from, per class (never null)
   ThreadStats stats_;
   uint64_t id_ = 0;
   uint64_t rng_ = 0;
   bool live_ = false;  // a thread uses this heap now
+  uint32_t slow_calls_ = 0;
   PageList avail_[kNumClasses];  // pages that may have free blocks (cur_ is the head)
   PageList full_[kNumClasses];   // pages found full
   PageList free_dirty_[2];       // empty pages, not purged, oldest first (small, medium)
@@ -148,6 +162,7 @@ struct Heap {
 
   constexpr explicit Heap(Page* empty) {
     for (auto& c : cur_) c = empty;
+    for (auto& d : direct_) d = empty;
   }
 };
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 
+#include "api.h"
 #include "heap.h"
 #include "options.h"
 #include "wfmm/wfmm.h"
@@ -15,57 +16,21 @@ void stats_print(FILE* f);
 
 using namespace wfmm;
 
-namespace {
-
-WFMM_INLINE void* fail_nomem() {
-  errno = ENOMEM;
-  return nullptr;
+void* api::malloc_slow(size_t n) {
+  if (WFMM_UNLIKELY(n > kMaxAllocSize)) return fail_nomem();
+  void* p = wfmm::malloc_slow(n);
+  if (WFMM_UNLIKELY(p == nullptr)) return fail_nomem();
+  return p;
 }
-
-}  // namespace
 
 extern "C" {
 
-WFMM_EXPORT void* wfmm_malloc(size_t n) noexcept {
-  if (WFMM_UNLIKELY(n > kMaxAllocSize)) return fail_nomem();
-  void* p = heap_malloc(n);
-  if (WFMM_UNLIKELY(p == nullptr)) return fail_nomem();
-  return p;
-}
-
-WFMM_EXPORT void wfmm_free(void* p) noexcept {
-  if (WFMM_LIKELY(p != nullptr)) heap_free(p, "free");
-}
-
-WFMM_EXPORT void* wfmm_calloc(size_t count, size_t size) noexcept {
-  size_t n;
-  if (WFMM_UNLIKELY(__builtin_mul_overflow(count, size, &n) || n > kMaxAllocSize)) return fail_nomem();
-  void* p = alloc_zeroed(n);
-  if (WFMM_UNLIKELY(p == nullptr)) return fail_nomem();
-  return p;
-}
-
-WFMM_EXPORT void* wfmm_realloc(void* p, size_t n) noexcept {
-  if (p == nullptr) return wfmm_malloc(n);
-  if (n == 0) {
-    heap_free(p, "realloc");
-    return nullptr;
-  }
-  if (n > kMaxAllocSize) return fail_nomem();
-  void* q = reallocate(p, n, "realloc");
-  if (q == nullptr) return fail_nomem();
-  return q;
-}
-
+WFMM_EXPORT void* wfmm_malloc(size_t n) noexcept { return api::malloc_(n); }
+WFMM_EXPORT void wfmm_free(void* p) noexcept { api::free_(p, "free"); }
+WFMM_EXPORT void* wfmm_calloc(size_t count, size_t size) noexcept { return api::calloc_(count, size); }
+WFMM_EXPORT void* wfmm_realloc(void* p, size_t n) noexcept { return api::realloc_(p, n); }
 WFMM_EXPORT void* wfmm_aligned_alloc(size_t alignment, size_t size) noexcept {
-  if (alignment == 0 || (alignment & (alignment - 1)) != 0) {
-    errno = EINVAL;
-    return nullptr;
-  }
-  if (size > kMaxAllocSize || alignment > kMaxAllocSize / 2) return fail_nomem();
-  void* p = alloc_aligned(size, alignment);
-  if (p == nullptr) return fail_nomem();
-  return p;
+  return api::aligned_alloc_(alignment, size);
 }
 
 WFMM_EXPORT size_t wfmm_usable_size(const void* p) noexcept {

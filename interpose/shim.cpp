@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "config.h"
 #include "options.h"
 #include "wfmm/wfmm.h"
@@ -25,18 +26,18 @@ __attribute__((destructor)) void wfmm_at_exit() {
 
 extern "C" {
 
-WFMM_EXPORT void* WFMM_NAME(malloc)(size_t n) noexcept { return wfmm_malloc(n); }
-WFMM_EXPORT void WFMM_NAME(free)(void* p) noexcept { wfmm_free(p); }
-WFMM_EXPORT void* WFMM_NAME(calloc)(size_t c, size_t n) noexcept { return wfmm_calloc(c, n); }
-WFMM_EXPORT void* WFMM_NAME(realloc)(void* p, size_t n) noexcept { return wfmm_realloc(p, n); }
+WFMM_EXPORT void* WFMM_NAME(malloc)(size_t n) noexcept { return wfmm::api::malloc_(n); }
+WFMM_EXPORT void WFMM_NAME(free)(void* p) noexcept { wfmm::api::free_(p, "free"); }
+WFMM_EXPORT void* WFMM_NAME(calloc)(size_t c, size_t n) noexcept { return wfmm::api::calloc_(c, n); }
+WFMM_EXPORT void* WFMM_NAME(realloc)(void* p, size_t n) noexcept { return wfmm::api::realloc_(p, n); }
 WFMM_EXPORT size_t WFMM_NAME(malloc_usable_size)(void* p) noexcept { return wfmm_usable_size(p); }
-WFMM_EXPORT void* WFMM_NAME(aligned_alloc)(size_t a, size_t n) noexcept { return wfmm_aligned_alloc(a, n); }
+WFMM_EXPORT void* WFMM_NAME(aligned_alloc)(size_t a, size_t n) noexcept { return wfmm::api::aligned_alloc_(a, n); }
 
 // posix_memalign reports through its return value and leaves errno alone.
 WFMM_EXPORT int WFMM_NAME(posix_memalign)(void** out, size_t a, size_t n) noexcept {
   if (a < sizeof(void*) || (a & (a - 1)) != 0) return EINVAL;
   int saved = errno;
-  void* p = wfmm_aligned_alloc(a, n);
+  void* p = wfmm::api::aligned_alloc_(a, n);
   errno = saved;
   if (p == nullptr) return ENOMEM;
   *out = p;
@@ -53,10 +54,10 @@ WFMM_EXPORT void* WFMM_NAME(memalign)(size_t a, size_t n) noexcept {
     }
     a = size_t(1) << (64 - __builtin_clzll(a));
   }
-  return wfmm_aligned_alloc(a, n);
+  return wfmm::api::aligned_alloc_(a, n);
 }
 
-WFMM_EXPORT void* WFMM_NAME(valloc)(size_t n) noexcept { return wfmm_aligned_alloc(page_size(), n); }
+WFMM_EXPORT void* WFMM_NAME(valloc)(size_t n) noexcept { return wfmm::api::aligned_alloc_(page_size(), n); }
 
 WFMM_EXPORT void* WFMM_NAME(pvalloc)(size_t n) noexcept {
   size_t ps = page_size();
@@ -65,7 +66,7 @@ WFMM_EXPORT void* WFMM_NAME(pvalloc)(size_t n) noexcept {
     errno = ENOMEM;
     return nullptr;
   }
-  return wfmm_aligned_alloc(ps, r == 0 ? ps : r);
+  return wfmm::api::aligned_alloc_(ps, r == 0 ? ps : r);
 }
 
 }  // extern "C"

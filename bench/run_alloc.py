@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Runs bench_alloc under glibc, mimalloc, jemalloc and wfmm (LD_PRELOAD of the Debian
+libraries), interleaved round by round, and prints a Markdown table of medians with the
+ratio of each allocator to mimalloc (ns per operation; lower is better).
+
+usage: bench/run_alloc.py [--rounds N] [--min-time S] [--filter REGEX] [--out FILE]
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LIBDIR = "/usr/lib/x86_64-linux-gnu"
+ALLOCATORS = [
+    ("glibc", None),
+    ("mimalloc", f"{LIBDIR}/libmimalloc.so.2"),
+    ("jemalloc", f"{LIBDIR}/libjemalloc.so.2"),
+    ("wfmm", os.path.join(ROOT, "build", "libwfmm.so")),
+]
+
+
+def run_once(binary, lib, min_time, bfilter):
+    env = dict(os.environ)
+    if lib:
+        env["LD_PRELOAD"] = lib
+    cmd = [binary, "--benchmark_format=json", f"--benchmark_min_time={min_time}"]
+    if bfilter:
+        cmd.append(f"--benchmark_filter={bfilter}")
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    data = json.loads(out.stdout)
+    res = {}
+    for b in data["benchmarks"]:
+        ips = b.get("items_per_second")
+        if ips:
+            res[b["name"]] = 1e9 / ips  # ns per operation
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--min-time", default="0.2")
+    ap.add_argument("--filter", default="")
+    ap.add_argument("--out", default="")
+    args = ap.parse_args()
+    binary = os.path.join(ROOT, "build", "bench", "bench_alloc")
+    for name, lib in ALLOCATORS:
+        if lib and not os.path.exists(lib):
+            sys.exit(f"run_alloc: {name} library {lib} is missing (run scripts/setup)")
+    samples = {name: {} for name, _ in ALLOCATORS}
+    for r in range(args.rounds):
+        for name, lib in ALLOCATORS:
+            print(f"round {r + 1}/{args.rounds}: {name}", file=sys.stderr, flush=True)
+            try:
+                res = run_once(binary, lib, args.min_time, args.filter)
+            except subprocess.CalledProcessError as e:
+                print(f"  {name} FAILED: {e.stderr[-500:]}", file=sys.stderr)
+                res = {}
+            for k, v in res.items():
+                samples[name].setdefault(k, []).append(v)
+    names = []
+    for name, _ in ALLOCATORS:
+        for k in samples[name]:
+            if k not in names:
+                names.append(k)
+    lines = []
+    lines.append(f"Machine: {platform.node()} ({os.cpu_count()} cores), {time.strftime('%Y-%m-%d')}; "
+                 f"command: `bench/run_alloc.py --rounds {args.rounds} --min-time {args.min_time}`; "
+                 "ns per operation (median of rounds), ratio to mimalloc in parentheses.")
+    lines.append("")
+    header = "| benchmark | " + " | ".join(n for n, _ in ALLOCATORS) + " |"
+    lines.append(header)
+    lines.append("|" + "---|" * (len(ALLOCATORS) + 1))
+    geo = {n: [] for n, _ in ALLOCATORS}
+    for k in names:
+        med = {}
+        for n, _ in ALLOCATORS:
+            v = samples[n].get(k)
+            med[n] = statistics.median(v) if v else None
+        base = med.get("mimalloc")
+        cells = []
+        for n, _ in ALLOCATORS:
+            v = med[n]
+            if v is None:
+                cells.append("FAILED")
+            elif base:
+                cells.append(f"{v:.1f} ({v / base:.2f})")
+                geo[n].append(v / base)
+            else:
+                cells.append(f"{v:.1f}")
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    gm = []
+    for n, _ in ALLOCATORS:
+        xs = geo[n]
+        gm.append(f"{statistics.geometric_mean(xs):.2f}" if xs else "-")
+    lines.append("| **geometric mean of ratios** | " + " | ".join(gm) + " |")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
