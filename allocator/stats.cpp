@@ -36,11 +36,13 @@ void stats_collect(wfmm_stats* out) {
     add(h);
     if (h->live_) ++threads;
     Heap* next = h->xall_next_.load(std::memory_order_acquire);
-    // A heap being registered right now: its link lands within a few instructions.
-    while (reinterpret_cast<uintptr_t>(next) == 1) {
+    // A heap being registered right now: its link lands within a few instructions. Bound:
+    // 10000 yields; a registrant that vanished (fork) leaves the older heaps uncounted.
+    for (int i = 0; reinterpret_cast<uintptr_t>(next) == 1 && i < 10000; ++i) {
       sched_yield();
       next = h->xall_next_.load(std::memory_order_acquire);
     }
+    if (reinterpret_cast<uintptr_t>(next) == 1) break;
     h = next;
   }
   *out = wfmm_stats{};
