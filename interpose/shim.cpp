@@ -2,6 +2,7 @@
 // API (api.cpp), which holds the semantics. WFMM_NAME can prefix every exported name for a
 // build that links beside the system allocator.
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -69,4 +70,65 @@ WFMM_EXPORT void* WFMM_NAME(pvalloc)(size_t n) noexcept {
   return wfmm::api::aligned_alloc_(ps, r == 0 ? ps : r);
 }
 
+WFMM_EXPORT void* WFMM_NAME(reallocarray)(void* p, size_t count, size_t size) noexcept {
+  size_t n;
+  if (__builtin_mul_overflow(count, size, &n)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return wfmm::api::realloc_(p, n);
+}
+
+WFMM_EXPORT void WFMM_NAME(cfree)(void* p) noexcept { wfmm::api::free_(p, "cfree"); }
+WFMM_EXPORT void WFMM_NAME(free_sized)(void* p, size_t) noexcept { wfmm::api::free_(p, "free_sized"); }
+WFMM_EXPORT void WFMM_NAME(free_aligned_sized)(void* p, size_t, size_t) noexcept {
+  wfmm::api::free_(p, "free_aligned_sized");
+}
+
+// Really purges: empty pages and cached segments go back to the OS now.
+WFMM_EXPORT int WFMM_NAME(malloc_trim)(size_t) noexcept { return wfmm_collect(1); }
+
+// Plausible figures from wfmm's statistics (glibc's fields, our meanings).
+WFMM_EXPORT struct mallinfo2 WFMM_NAME(mallinfo2)() noexcept {
+  wfmm_stats s;
+  wfmm_stats_get(&s);
+  struct mallinfo2 m = {};
+  m.arena = s.bytes_mapped;                    // address space in use by the allocator
+  m.ordblks = s.segments_cached;
+  m.uordblks = s.bytes_in_use;                 // live bytes
+  m.fordblks = s.bytes_committed > s.bytes_in_use ? s.bytes_committed - s.bytes_in_use : 0;
+  m.keepcost = 0;
+  return m;
+}
+
+WFMM_EXPORT struct mallinfo WFMM_NAME(mallinfo)() noexcept {
+  struct mallinfo2 m2 = WFMM_NAME(mallinfo2)();
+  struct mallinfo m = {};
+  // glibc's old struct has int fields: saturate rather than wrap.
+  auto clamp = [](size_t v) { return v > 0x7fffffff ? 0x7fffffff : int(v); };
+  m.arena = clamp(m2.arena);
+  m.ordblks = clamp(m2.ordblks);
+  m.uordblks = clamp(m2.uordblks);
+  m.fordblks = clamp(m2.fordblks);
+  return m;
+}
+
+// wfmm has no tunables behind mallopt's parameters: accept and ignore, as glibc asks.
+WFMM_EXPORT int WFMM_NAME(mallopt)(int, int) noexcept { return 1; }
+
+WFMM_EXPORT void WFMM_NAME(malloc_stats)() noexcept { wfmm_stats_print(stderr); }
+
 }  // extern "C"
+
+// glibc's internal names: some libraries and tools call them directly; without these
+// their blocks would come from glibc and reach our free.
+#define WFMM_ALIAS(name, target) \
+  extern "C" WFMM_EXPORT __typeof__(target) name __attribute__((alias(#target), copy(target)));
+WFMM_ALIAS(__libc_malloc, malloc)
+WFMM_ALIAS(__libc_free, free)
+WFMM_ALIAS(__libc_calloc, calloc)
+WFMM_ALIAS(__libc_realloc, realloc)
+WFMM_ALIAS(__libc_memalign, memalign)
+WFMM_ALIAS(__libc_valloc, valloc)
+WFMM_ALIAS(__libc_pvalloc, pvalloc)
+WFMM_ALIAS(__posix_memalign, posix_memalign)
