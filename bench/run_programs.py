@@ -77,8 +77,8 @@ ALLOCATORS = [
 #     `git gc --auto`): those are reaped here after the script exits, their CPU time added
 #     and their peak RSS included in the maximum.
 # Wall time runs from just before the spawn until the script and all such orphans are reaped.
-# If setsid is missing or prctl fails, the script is spawned directly (RSS then includes the harness's RSS; the
-# report says so).
+# If setsid is missing or prctl fails, the script is spawned directly (its peak RSS then
+# includes the harness's RSS; the report says so).
 
 PR_SET_CHILD_SUBREAPER = 36
 # Runs in the `bash -c` that setsid forks: report our pid, set the allocator, become the script.
@@ -95,9 +95,10 @@ def become_subreaper():
         return False
 
 
-def spawn(script, env, subreaper):
-    """Starts the script with stdout/stderr on pipes; returns (pid, pgid, stdout, stderr)."""
-    if not subreaper:
+def spawn(script, env, isolated):
+    """Starts the script with stdout/stderr on pipes; returns (pid, pgid, stdout, stderr).
+    isolated: through setsid -f with this process a subreaper (see above); else directly."""
+    if not isolated:
         lib = env.pop("BENCH_PRELOAD", None)
         if lib:
             env["LD_PRELOAD"] = lib
@@ -125,7 +126,7 @@ def spawn(script, env, subreaper):
     return pid, pid, p.stdout, p.stderr  # setsid made the script a session/group leader
 
 
-def run_once(script, lib, extra_env, scale, timeout, subreaper):
+def run_once(script, lib, extra_env, scale, timeout, isolated):
     """Runs one workload; returns dict(rc, out, err, wall, cpu, rss_kib, why)."""
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
@@ -134,7 +135,7 @@ def run_once(script, lib, extra_env, scale, timeout, subreaper):
     if lib:
         env["BENCH_PRELOAD"] = lib
     t0 = time.perf_counter()
-    pid, pgid, stdout, stderr = spawn(script, env, subreaper)
+    pid, pgid, stdout, stderr = spawn(script, env, isolated)
     deadline = t0 + timeout
     timed_out = False
     chunks = {stdout: [], stderr: []}
@@ -186,7 +187,7 @@ def run_once(script, lib, extra_env, scale, timeout, subreaper):
                 timed_out = True
                 kill_group(pgid)
             elif now >= deadline + 10:
-                break  # orphans in another session; leave them (reaped by the next run)
+                break  # orphans in another session; leave them (a later run would count them)
             time.sleep(0.005)
             continue
         cpu += ru.ru_utime + ru.ru_stime
@@ -237,9 +238,6 @@ def table(title, unit_note, key, digits, workloads, names, results):
     lines = [f"### {title}", "", unit_note, ""]
     lines.append("| workload | " + " | ".join(names) + " |")
     lines.append("|---|" + "---:|" * len(names))
-    # Geometric means use the workloads on which every allocator succeeded, so the columns
-    # average over the same set and the mean ratio equals the ratio of the mean values.
-    good = [w for w in workloads if all(ok_median(results[(w, a)], key) is not None for a in names)]
     for w in workloads:
         base = ok_median(results[(w, BASELINE)], key) if BASELINE in names else None
         cells = []
@@ -251,19 +249,25 @@ def table(title, unit_note, key, digits, workloads, names, results):
             else:
                 cells.append(fmt_cell(ok_median(runs, key), base, digits))
         lines.append(f"| {w} | " + " | ".join(cells) + " |")
+    # Geometric mean per column over the workloads where both this allocator and the baseline
+    # have no failed run, so the mean ratio equals the ratio of the mean values. When that is
+    # not every workload, the cell says how many ([n/N]): such a column's mean value is then
+    # not comparable with the others'.
     cells = []
     for a in names:
+        good = [w for w in workloads if ok_median(results[(w, a)], key) is not None
+                and (BASELINE not in names or ok_median(results[(w, BASELINE)], key) is not None)]
         if not good:
             cells.append("-")
             continue
         gm = geomean(ok_median(results[(w, a)], key) for w in good)
         gb = geomean(ok_median(results[(w, BASELINE)], key) for w in good) \
             if BASELINE in names else None
-        cells.append(fmt_cell(gm, gb, digits))
-    label = "**geometric mean**"
-    if len(good) < len(workloads):
-        label += f" ({len(good)}/{len(workloads)} workloads: those with no FAILED cell)"
-    lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        cell = fmt_cell(gm, gb, digits)
+        if len(good) < len(workloads):
+            cell += f" [{len(good)}/{len(workloads)}]"
+        cells.append(cell)
+    lines.append("| **geometric mean** | " + " | ".join(cells) + " |")
     lines.append("")
     return lines
 
@@ -307,10 +311,11 @@ def main():
     for name, lib in missing.items():
         print(f"run_programs: {name} library {lib} is missing; its runs are FAILED",
               file=sys.stderr)
-    subreaper = shutil.which("setsid") is not None and become_subreaper()
-    if not subreaper:
-        print("run_programs: no util-linux setsid or could not become a child subreaper; spawning directly, so peak "
-              "RSS includes this harness's RSS and orphans are not counted", file=sys.stderr)
+    isolated = shutil.which("setsid") is not None and become_subreaper()
+    if not isolated:
+        print("run_programs: no util-linux setsid, or could not become a child subreaper: "
+              "spawning directly, so peak RSS includes this harness's RSS and orphans are not "
+              "counted", file=sys.stderr)
 
     command = "python3 " + shlex.join(sys.argv)
     cwd = os.getcwd()
@@ -332,8 +337,12 @@ def main():
                     res = dict(rc=None, out=b"", err="", wall=0.0, cpu=0.0, rss_kib=0,
                                why=f"library {missing[name]} is missing")
                 else:
-                    res = run_once(os.path.join(PROGRAMS, w + ".sh"), lib, extra, args.scale,
-                                   args.timeout, subreaper)
+                    try:
+                        res = run_once(os.path.join(PROGRAMS, w + ".sh"), lib, extra,
+                                       args.scale, args.timeout, isolated)
+                    except (OSError, RuntimeError) as e:
+                        res = dict(rc=None, out=b"", err="", wall=0.0, cpu=0.0, rss_kib=0,
+                                   why=f"could not run: {e}")
                 round_runs[(w, name)] = res
         # Compare every run's stdout with glibc's in this round, once the round is complete.
         for w in workloads:
@@ -346,7 +355,7 @@ def main():
                     elif res["out"] != ref["out"]:
                         res["why"] = "output differs: " + first_diff(res["out"], ref["out"])
                 if res["why"]:
-                    tail = res["err"].strip().splitlines()[-3:]
+                    tail = res["err"].replace("`", "'").strip().splitlines()[-3:]
                     notes.append((r + 1, w, name, res["why"], " / ".join(tail)))
                     print(f"  FAILED: round {r + 1} {w} under {name}: {res['why']}",
                           file=sys.stderr, flush=True)
@@ -362,14 +371,16 @@ def main():
                  "Runs were interleaved: every round ran every workload under every allocator, "
                  "the order rotated per round. A cell is FAILED (k/N) when k of its N runs "
                  f"exited non-zero, timed out, or printed output different from {REFERENCE}'s "
-                 "in the same round; the runs are listed at the end.")
+                 "in the same round; the runs are listed at the end. Geometric means are over "
+                 "the workloads where the allocator and mimalloc had no failed run; [n/N] marks "
+                 "a mean over fewer than all N workloads.")
     lines.append("")
     envs = [f"{n}: `{lib or '(no LD_PRELOAD)'}`"
             + ("".join(f" {k}={v}" for k, v in extra.items()) if extra else "")
             for n, lib, extra in ALLOCATORS]
     lines.append("Allocators: " + "; ".join(envs) + ".")
     lines.append("")
-    if not subreaper:
+    if not isolated:
         lines.append("**Warning:** workloads were spawned directly by the harness (no setsid or "
                      "no child subreaper), so peak RSS includes the harness's own RSS and "
                      "orphaned processes were not counted.")
