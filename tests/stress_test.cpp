@@ -1,6 +1,7 @@
 // Stress tests with content checks: every block carries (tag, size) and a pattern derived
 // from the tag; it is checked before every free and realloc. Flags: --seed=N, --scale=N
 // (ctest runs --scale=1; larger values run proportionally longer).
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -294,6 +295,53 @@ TEST(Stress, ForkWhileOtherThreadsAllocate) {
     }
   }
   EXPECT_EQ(failures.load(), 0);
+}
+
+// Thread exit in every order: a pthread key destructor created after wfmm's (so it runs
+// after wfmm abandoned the heap) allocates and frees; a thread_local's destructor frees.
+// Blocks made during teardown stay valid and are freed later by another thread.
+namespace {
+pthread_key_t g_late_key;
+std::atomic<void*> g_teardown_blocks[64];
+std::atomic<int> g_teardown_failures{0};
+
+void late_destructor(void* arg) {
+  int i = int(reinterpret_cast<uintptr_t>(arg));
+  void* tmp = make_block(300, 999);
+  if (!block_ok(tmp)) g_teardown_failures++;
+  wfmm_free(tmp);
+  g_teardown_blocks[i % 64].store(make_block(64 + size_t(i), uint64_t(i)));
+}
+
+struct LocalOwner {
+  void* p = nullptr;
+  ~LocalOwner() {
+    if (p != nullptr && !block_ok(p)) g_teardown_failures++;
+    wfmm_free(p);
+  }
+};
+thread_local LocalOwner t_owner;
+}  // namespace
+
+TEST(Stress, AllocationDuringThreadTeardown) {
+  // Make sure wfmm's own key exists (first allocation of the process) before ours.
+  wfmm_free(wfmm_malloc(1));
+  ASSERT_EQ(pthread_key_create(&g_late_key, late_destructor), 0);
+  const int rounds = 200 * g_scale;
+  for (int r = 0; r < rounds; ++r) {
+    std::thread t([r] {
+      t_owner.p = make_block(128, 7);
+      pthread_setspecific(g_late_key, reinterpret_cast<void*>(uintptr_t(r + 1)));
+      wfmm_free(make_block(1000, 1));
+    });
+    t.join();
+    void* b = g_teardown_blocks[(r + 1) % 64].exchange(nullptr);
+    ASSERT_NE(b, nullptr);
+    ASSERT_TRUE(block_ok(b));
+    wfmm_free(b);
+  }
+  EXPECT_EQ(g_teardown_failures.load(), 0);
+  pthread_key_delete(g_late_key);
 }
 
 int main(int argc, char** argv) {
