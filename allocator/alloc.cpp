@@ -100,6 +100,12 @@ void* reallocate(void* p, size_t n, const char* who) {
       return nullptr;
     }
     old = pg->block_size_;
+    Block* b = static_cast<Block*>(p);
+    if (pg->link_looks_free(b->next.load(std::memory_order_relaxed)) &&
+        (pg->xheap_.load(std::memory_order_relaxed) != t_heap || page_holds_free(pg, b))) {
+      report_error(who, "use of a freed block", p);
+      return nullptr;
+    }
     // Stay in place while the block is at most twice the request.
     if (n <= old && n >= old / 2) return p;
   }
@@ -125,7 +131,7 @@ bool block_lookup(const void* p, void** start, size_t* size) {
   }
   Page* pg = s->page_of(a);
   uintptr_t off = a - pg->start_;
-  if (pg->block_size_ == 0 || off >= pg->span_) return false;
+  if (pg->block_size_ == 0 || off >= pg->span()) return false;
   uintptr_t idx = (off * pg->magic_) >> 40;
   *start = reinterpret_cast<void*>(pg->start_ + idx * pg->block_size_);
   *size = pg->block_size_;

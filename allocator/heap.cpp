@@ -109,6 +109,12 @@ uint32_t take_chain(Page* pg, Block* x) {
       pg->parked_ = x;
       break;
     }
+    if (WFMM_UNLIKELY(nx != nullptr && !pg->is_block_start(reinterpret_cast<uintptr_t>(nx)))) {
+      // A freed block was written to (use after free): drop the rest of the chain rather
+      // than follow a forged pointer. The dropped blocks leak; nothing is corrupted.
+      report_error("free", "heap corruption: a freed block was modified; its page's remote list at", x);
+      nx = nullptr;
+    }
     x->next.store(pg->encode(pg->free_), std::memory_order_relaxed);
     pg->free_ = x;
     ++n;
@@ -158,6 +164,7 @@ void page_extend(Page* pg) {
     pg->free_ = b;
   }
   pg->capacity_ += count;
+  pg->xspan_.store(pg->capacity_ * pg->block_size_, std::memory_order_relaxed);
 }
 
 // ---------------------------------------------------------------- pages
@@ -170,7 +177,7 @@ void page_init(Heap* h, Page* pg, unsigned cls) {
   pg->start_ = page_base + ((s->kind_ == SegmentKind::kMedium && pg->index_ == 0) ? kHeaderSize : 0);
   pg->block_size_ = bs;
   pg->reserved_ = uint32_t(area / bs);
-  pg->span_ = pg->reserved_ * bs;
+  pg->xspan_.store(0, std::memory_order_relaxed);
   pg->magic_ = ((uint64_t(1) << 40) / bs) + 1;
   pg->capacity_ = 0;
   pg->used_ = 0;
@@ -228,7 +235,7 @@ void segment_retire_if_empty(Heap* h, Segment* s) {
 void page_reset_free(Segment* s, Page* pg) {
   pg->xheap_.store(nullptr, std::memory_order_relaxed);
   pg->block_size_ = 0;
-  pg->span_ = 0;
+  pg->xspan_.store(0, std::memory_order_relaxed);
   pg->free_ = pg->local_free_ = nullptr;
   WFMM_ASSERT(pg->parked_ == nullptr);
   s->used_pages_--;
@@ -365,6 +372,7 @@ Page* find_page(Heap* h, unsigned cls) {
       queue_move(h, pg, PageQueue::kFull, false);
       pg = next;
     }
+    set_cur(h, cls);  // the old current page may have just moved to full_
     for (unsigned i = 0; i < kFullScanLimit; ++i) {
       Page* f = h->full_[cls].head;
       if (f == nullptr) break;
@@ -422,9 +430,11 @@ Heap* heap_new() {
 
 void thread_done(void* arg);
 
+// Registers the thread-exit destructor; retried from the slow path until process init has
+// created the key (a thread that starts while another finishes process init).
 void try_set_key(Heap* h) {
   if (g_init_state.load(std::memory_order_acquire) != 2) return;
-  pthread_setspecific(g_key, h);
+  h->key_set_ = pthread_setspecific(g_key, h) == 0;
 }
 
 Heap* thread_init() {
@@ -432,7 +442,8 @@ Heap* thread_init() {
   Heap* h = heap_new();
   if (h == nullptr) return nullptr;
   h->rng_ = os::random64() | 1;
-  h->live_ = true;
+  h->xlive_.store(true, std::memory_order_relaxed);
+  h->key_set_ = false;
   t_heap = h;
   try_set_key(h);
   return h;
@@ -474,7 +485,7 @@ void thread_done(void* arg) {
   if (h == nullptr || h == &g_empty_heap) return;
   heap_abandon(h);
   if (t_heap == h) t_heap = &g_empty_heap;
-  h->live_ = false;
+  h->xlive_.store(false, std::memory_order_relaxed);
   g_heap_pool.push(h);  // (H1): the abandonment above happens-before the next owner
 }
 
@@ -507,7 +518,7 @@ void fork_child_reset() {
   for (Heap* h = g_all_heaps.load(std::memory_order_acquire);
        h != nullptr && reinterpret_cast<uintptr_t>(h) != 1;
        h = h->xall_next_.load(std::memory_order_acquire)) {
-    if (h != t_heap) h->live_ = false;
+    if (h != t_heap) h->xlive_.store(false, std::memory_order_relaxed);
   }
 }
 
@@ -519,6 +530,7 @@ void* malloc_slow(size_t n) {
     h = thread_init();
     if (h == nullptr) return nullptr;
   }
+  if (WFMM_UNLIKELY(!h->key_set_)) try_set_key(h);
   if (n > kMediumMax) return large_alloc(n, 0);
   unsigned cls = size_class(n);
   Page* pg = h->cur_[cls];
@@ -543,6 +555,25 @@ void page_became_empty(Heap* h, Page* pg) {
   page_free(h, pg, true);
 }
 
+// Owner: is b (whose link word looks free) on one of the page's free lists? Collects
+// remote frees first. Bound: each list is walked at most reserved_ steps, every entry
+// checked before it is followed, so a list corrupted by a use-after-free write ends the
+// walk instead of leading it astray. Blocks chained behind a parked block cannot be walked
+// (their pusher has not linked them yet): with one present, the keyed link alone decides.
+bool page_holds_free(Page* pg, Block* b) {
+  collect_remote(pg);
+  uint32_t limit = pg->reserved_ + 1;
+  for (Block* l : {pg->free_, pg->local_free_}) {
+    for (uint32_t i = 0; l != nullptr && i < limit; ++i) {
+      if (l == b) return true;
+      if (!pg->is_block_start(reinterpret_cast<uintptr_t>(l))) break;
+      l = pg->decode(l->next.load(std::memory_order_relaxed));
+    }
+  }
+  if (pg->parked_ != nullptr) return true;
+  return false;
+}
+
 // Frees by the owner that failed the fast check: interior pointer, or a first word that
 // looks like a free-list link. Confirms a double free by scanning the page's lists.
 void free_local_checked(Heap* h, Page* pg, Block* b, const char* who) {
@@ -552,18 +583,7 @@ void free_local_checked(Heap* h, Page* pg, Block* b, const char* who) {
                                            : "invalid pointer (inside a block, not its start)", b);
     return;
   }
-  collect_remote(pg);
-  // Bound: each list holds at most reserved_ blocks; the counter stops a corrupted list.
-  uint32_t limit = pg->reserved_ + 1;
-  for (Block* l : {pg->free_, pg->local_free_}) {
-    for (uint32_t i = 0; l != nullptr && i < limit; ++i) {
-      if (l == b) return report_error(who, "double free of", b);
-      l = pg->decode(l->next.load(std::memory_order_relaxed));
-    }
-  }
-  for (Block* l = pg->parked_; l != nullptr; l = l->parked_next) {
-    if (l == b) return report_error(who, "double free of", b);
-  }
+  if (page_holds_free(pg, b)) return report_error(who, "double free of", b);
   b->next.store(pg->encode(pg->local_free_), std::memory_order_relaxed);
   pg->local_free_ = b;
   stat_add(h->stats_.free_class[pg->class_], 1);
@@ -610,15 +630,16 @@ void free_not_local(void* p, const char* who) {
                                                   : "invalid pointer (inside a block, not its start)", p);
   }
   Block* b = static_cast<Block*>(p);
-  uintptr_t d = b->next.load(std::memory_order_relaxed) ^ pg->key_;
-  if (d <= kPendingLink || d - pg->start_ < pg->span_) {
-    // Its first word is a free-list link of this page: freed already. Only the owner could
+  if (pg->link_looks_free(b->next.load(std::memory_order_relaxed))) {
+    // Its link word is a free-list link of this page: freed already. Only the owner could
     // confirm by scanning, and we are not the owner; the chance that live data equals a
     // keyed link is below 2^-40.
     return report_error(who, "double free of", p);
   }
-  push_remote(pg, b);
+  // Count first: once pushed, the block (and with it the page) may be collected, the page
+  // emptied and the segment unmapped by its owner.
   count(t_heap->stats_.free_class[pg->class_], 1);
+  push_remote(pg, b);
 }
 
 bool collect(bool force) {
@@ -632,7 +653,7 @@ bool collect(bool force) {
         Page* pg = &s->pages_[i];
         if (pg->block_size_ != 0) {
           page_collect(pg);
-          if (pg->used_ == 0 && h->cur_[pg->class_] != pg) page_free(h, pg, false);
+          if (pg->used_ == 0 && (force || h->cur_[pg->class_] != pg)) page_free(h, pg, false);
         }
       }
       for (unsigned i = s->first_page_; i < s->page_count_; ++i) {

@@ -13,6 +13,7 @@ void* malloc_slow(size_t n);
 void page_became_empty(Heap* h, Page* pg);
 void free_local_checked(Heap* h, Page* pg, Block* b, const char* who);
 void free_not_local(void* p, const char* who);
+bool page_holds_free(Page* pg, Block* b);
 
 // ---- internal API used by the C API layer (interpose/api.cpp) and later by reclaim ----
 // Pre for all: sizes are at most kMaxAllocSize (callers check overflow first).
@@ -77,8 +78,7 @@ WFMM_INLINE void heap_free(void* p, const char* who) {
     // decided by this thread's own earlier store.
     if (WFMM_LIKELY(pg->xheap_.load(std::memory_order_relaxed) == h)) {
       Block* b = static_cast<Block*>(p);
-      uintptr_t d = b->next.load(std::memory_order_relaxed) ^ pg->key_;
-      if (WFMM_LIKELY(pg->is_block_start(a) && d > kPendingLink && d - pg->start_ >= pg->span_)) {
+      if (WFMM_LIKELY(pg->is_block_start(a) && !pg->link_looks_free(b->next.load(std::memory_order_relaxed)))) {
         b->next.store(pg->encode(pg->local_free_), std::memory_order_relaxed);
         pg->local_free_ = b;
         stat_add(h->stats_.free_class[pg->class_], 1);

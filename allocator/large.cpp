@@ -38,7 +38,7 @@ void* large_alloc(size_t n, size_t align) {
   pg->start_ = base + off;
   pg->block_size_ = uint32_t(usable > 0xffffffffu ? 0 : usable);  // huge: see usable_of
   pg->reserved_ = 1;
-  pg->span_ = 1;
+  pg->xspan_.store(1, std::memory_order_relaxed);
   pg->xlarge_live_.store(1, std::memory_order_release);
   count_malloc(usable);
   return reinterpret_cast<void*>(pg->start_);

@@ -125,7 +125,7 @@ void segment_release(Segment* s) {
   for (unsigned i = 0; i < s->page_count_; ++i) {
     Page& pg = s->pages_[i];
     pg.block_size_ = 0;
-    pg.span_ = 0;
+    pg.xspan_.store(0, std::memory_order_relaxed);
     pg.xheap_.store(nullptr, std::memory_order_relaxed);
   }
   long limit = option(Opt::kSegmentCache);

@@ -34,7 +34,7 @@ void stats_collect(wfmm_stats* out) {
   // Bound: the heaps ever created (heaps are recycled, so the peak number of threads).
   while (h != nullptr) {
     add(h);
-    if (h->live_) ++threads;
+    if (h->xlive_.load(std::memory_order_relaxed)) ++threads;
     Heap* next = h->xall_next_.load(std::memory_order_acquire);
     // A heap being registered right now: its link lands within a few instructions. Bound:
     // 10000 yields; a registrant that vanished (fork) leaves the older heaps uncounted.

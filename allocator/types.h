@@ -54,7 +54,10 @@ struct Page {
   Block* local_free_ = nullptr;
   uintptr_t start_ = 0;  // first block
   uint64_t magic_ = 0;   // floor(2^40 / block_size) + 1: block index by multiply
-  uint32_t span_ = 0;    // reserved_ * block_size_
+  // capacity_ * block_size_: only carved slots are blocks. Written by the owner, read by
+  // freeing threads (relaxed: a block handed out was carved before, and the handing out
+  // happens-before its free).
+  std::atomic<uint32_t> xspan_{0};
   uint8_t class_ = 0;
   PageQueue queue_ = PageQueue::kNone;
   uint8_t index_ = 0;  // position in the segment
@@ -82,9 +85,16 @@ struct Page {
   // With off = q*bs + r and bs*magic = 2^40 + e (0 < e <= bs), the low 40 bits of
   // off*magic are q*e + r*magic: below 2^19 when r == 0 (q*e <= off < 2^19), at least
   // magic >= 2^23 otherwise (bs <= 2^17). One multiply, no division.
+  uint32_t span() const { return xspan_.load(std::memory_order_relaxed); }
   bool is_block_start(uintptr_t p) const {
     uintptr_t off = p - start_;
-    return off < span_ && ((off * magic_) & ((uint64_t(1) << 40) - 1)) < (uint64_t(1) << 19);
+    return off < span() && ((off * magic_) & ((uint64_t(1) << 40) - 1)) < (uint64_t(1) << 19);
+  }
+  // True if a block's link word decodes to something a free list could hold: the block
+  // is (almost surely) free already. A live block's word is 0 or program data.
+  bool link_looks_free(uintptr_t word) const {
+    uintptr_t d = word ^ key_;
+    return d <= kPendingLink || d - start_ < span();
   }
 };
 
@@ -149,7 +159,8 @@ struct Heap {
   ThreadStats stats_;
   uint64_t id_ = 0;
   uint64_t rng_ = 0;
-  bool live_ = false;  // a thread uses this heap now
+  std::atomic<bool> xlive_{false};  // a thread uses this heap now (read by statistics)
+  bool key_set_ = false;            // the thread-exit destructor is registered
   uint32_t slow_calls_ = 0;
   PageList avail_[kNumClasses];  // pages that may have free blocks (cur_ is the head)
   PageList full_[kNumClasses];   // pages found full

@@ -111,6 +111,35 @@ TEST(BadInputDeath, ForeignPointers) {
       "wfmm: realloc: invalid pointer");
 }
 
+TEST(BadInputDeath, SlotNeverHandedOut) {
+  // A block-aligned address in the page beyond what was ever carved is not a block.
+  EXPECT_DEATH(
+      {
+        char* p = static_cast<char*>(wfmm_malloc(16));
+        wfmm_free(p + 16000);
+      },
+      "wfmm: free: invalid pointer");
+  EXPECT_DEATH(
+      {
+        char* p = static_cast<char*>(wfmm_malloc(16));
+        char* q = p + 16000;
+        std::thread([q] { wfmm_free(q); }).join();
+      },
+      "wfmm: free: invalid pointer");
+}
+
+TEST(BadInputDeath, ReallocOfAFreedBlock) {
+  EXPECT_DEATH(
+      {
+        void* keep = wfmm_malloc(128);
+        void* a = wfmm_malloc(128);
+        wfmm_free(a);
+        wfmm_realloc(a, 100);
+        wfmm_free(keep);
+      },
+      "wfmm: realloc: use of a freed block 0x");
+}
+
 TEST(BadInput, ContinueModeReportsAndLeavesTheHeapIntact) {
   ContinueMode on;
   std::vector<void*> live;
@@ -130,11 +159,16 @@ TEST(BadInput, ContinueModeReportsAndLeavesTheHeapIntact) {
   void* big = wfmm_malloc(500000);
   wfmm_free(big);
   wfmm_free(big);                                       // large double free: ignored
+  void* gone = wfmm_malloc(48);
+  wfmm_free(gone);
+  EXPECT_EQ(wfmm_realloc(gone, 40), nullptr);           // realloc of a freed block: refused
+  wfmm_free(static_cast<char*>(live[0]) + 48 * 200);    // slot never handed out: ignored
   std::string err = testing::internal::GetCapturedStderr();
   EXPECT_NE(err.find("double free"), std::string::npos) << err;
   EXPECT_NE(err.find("inside a block"), std::string::npos) << err;
   EXPECT_NE(err.find("not allocated by wfmm"), std::string::npos) << err;
   EXPECT_NE(err.find("continue"), std::string::npos) << err;
+  EXPECT_NE(err.find("use of a freed block"), std::string::npos) << err;
   // Nothing was freed twice: the next allocations are all distinct and the live data holds.
   std::vector<void*> fresh;
   for (int i = 0; i < 200; ++i) fresh.push_back(wfmm_malloc(48));
