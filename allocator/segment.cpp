@@ -17,28 +17,37 @@ std::atomic<int64_t> g_segments_cached{0};
 namespace {
 
 HandoffStack<Segment> g_cache;
+// Bytes of huge segments in the cache: they stay resident, so keep them few.
+std::atomic<int64_t> g_huge_cached_bytes{0};
+inline constexpr int64_t kHugeCacheBytes = int64_t(64) << 20;
 HandoffStack<Segment> g_abandoned;
 
-// Takes a cached segment of a size in [lo, hi], or null (also when the cache is busy).
+// Takes the smallest cached segment of a size in [lo, hi], or null (also when the cache is
+// busy).
 Segment* cache_take(size_t lo, size_t hi) {
   if (g_segments_cached.load(std::memory_order_relaxed) <= 0 || !g_cache.try_begin()) return nullptr;
   g_cache.drain(kDrainBudget);
-  Segment* found = nullptr;
+  Segment** best = nullptr;
   Segment** pp = &g_cache.owned();
   // Bound: the cache holds at most option(kSegmentCache) (<= 1024) entries plus in-flight
   // pushes; we look at no more than 32 of them.
   for (unsigned i = 0; *pp != nullptr && i < 32; ++i, pp = &(*pp)->handoff_link) {
     Segment* s = *pp;
-    if (s->size_ >= lo && s->size_ <= hi) {
-      *pp = s->handoff_link;
-      --g_cache.owned_count();
-      found = s;
-      break;
+    if (s->size_ >= lo && s->size_ <= hi && (best == nullptr || s->size_ < (*best)->size_)) {
+      best = pp;
+      if (s->size_ == lo) break;
     }
+  }
+  Segment* found = nullptr;
+  if (best != nullptr) {
+    found = *best;
+    *best = found->handoff_link;
+    --g_cache.owned_count();
   }
   g_cache.end();
   if (found != nullptr) {
     g_segments_cached.fetch_sub(1, std::memory_order_relaxed);
+    if (found->size_ > kSegmentSize) g_huge_cached_bytes.fetch_sub(int64_t(found->size_), std::memory_order_relaxed);
     // Its purged pages are committed again as soon as they are touched: count them back.
     int64_t purged = 0;
     for (unsigned i = 0; i < kMaxPagesPerSegment; ++i)
@@ -102,7 +111,23 @@ size_t page_area(const Segment* s, const Page* pg) {
 Segment* segment_alloc(SegmentKind kind, size_t size) {
   bool fresh = false;
   // Standard segments are interchangeable; huge ones are reused within 25% of their size.
-  Segment* s = size == kSegmentSize ? cache_take(size, size) : cache_take(size, size + size / 4);
+  // Standard segments are interchangeable; a huge request takes the smallest cached huge
+  // segment that fits and gives the excess back (mremap shrinks in place), so its
+  // resident pages are reused without a fault and nothing extra stays resident.
+  Segment* s = size == kSegmentSize ? cache_take(size, size) : cache_take(size, ~size_t(0));
+  if (s != nullptr && s->size_ > size) {
+    size_t old = s->size_;
+    void* q = os::remap_aligned(s, old, size, kSegmentSize);  // shrinking never moves
+    WFMM_ASSERT(q == s);
+    (void)q;
+    size_t keep_chunks = (size + kSegmentSize - 1) >> kSegmentShift;
+    size_t old_chunks = (old + kSegmentSize - 1) >> kSegmentShift;
+    if (old_chunks > keep_chunks)
+      segment_map_clear(reinterpret_cast<char*>(s) + (keep_chunks << kSegmentShift),
+                        (old_chunks - keep_chunks) << kSegmentShift);
+    g_bytes_mapped.fetch_sub(int64_t(old - size), std::memory_order_relaxed);
+    s->size_ = size;
+  }
   if (s != nullptr) {
     size = s->size_;
   } else {
@@ -129,13 +154,23 @@ void segment_release(Segment* s) {
     pg.xheap_.store(nullptr, std::memory_order_relaxed);
   }
   long limit = option(Opt::kSegmentCache);
-  bool cacheable = s->size_ <= 8 * kSegmentSize && option(Opt::kPurgeDelayMs) > 0;
+  bool cacheable = option(Opt::kPurgeDelayMs) > 0;
+  bool huge = s->size_ > kSegmentSize;
+  if (huge && cacheable) {
+    if (g_huge_cached_bytes.fetch_add(int64_t(s->size_), std::memory_order_relaxed) + int64_t(s->size_) > kHugeCacheBytes) {
+      g_huge_cached_bytes.fetch_sub(int64_t(s->size_), std::memory_order_relaxed);
+      cacheable = false;
+    }
+  }
   if (cacheable && g_segments_cached.fetch_add(1, std::memory_order_relaxed) < limit) {
     s->freed_at_ms_ = os::now_ms();
     g_cache.push(s);
     return;
   }
-  if (cacheable) g_segments_cached.fetch_sub(1, std::memory_order_relaxed);
+  if (cacheable) {
+    g_segments_cached.fetch_sub(1, std::memory_order_relaxed);
+    if (huge) g_huge_cached_bytes.fetch_sub(int64_t(s->size_), std::memory_order_relaxed);
+  }
   unmap_segment(s);
 }
 
@@ -153,6 +188,7 @@ bool segment_cache_expire(bool force) {
       *pp = s->handoff_link;
       --g_cache.owned_count();
       g_segments_cached.fetch_sub(1, std::memory_order_relaxed);
+      if (s->size_ > kSegmentSize) g_huge_cached_bytes.fetch_sub(int64_t(s->size_), std::memory_order_relaxed);
       unmap_segment(s);
       ++done;
     } else {
