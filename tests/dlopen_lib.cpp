@@ -5,6 +5,18 @@
 
 #include <string>
 
+// Runs inside dlopen, with the loader's lock held: allocation must work there.
+static void* g_from_constructor;
+__attribute__((constructor)) static void lib_init() {
+  g_from_constructor = malloc(777);
+  memset(g_from_constructor, 'C', 777);
+}
+__attribute__((destructor)) static void lib_fini() { free(g_from_constructor); }
+
+extern "C" int lib_constructor_block_ok() {
+  return static_cast<char*>(g_from_constructor)[776] == 'C';
+}
+
 extern "C" void* lib_make(size_t n) {
   char* p = static_cast<char*>(malloc(n));
   memset(p, 'L', n);

@@ -26,6 +26,8 @@ int main(int argc, char** argv) {
     auto mks = reinterpret_cast<void* (*)(size_t)>(dlsym(h, "lib_make_string"));
     auto sz = reinterpret_cast<size_t (*)(void*)>(dlsym(h, "lib_string_size"));
     auto dels = reinterpret_cast<void (*)(void*)>(dlsym(h, "lib_delete_string"));
+    auto ctor_ok = reinterpret_cast<int (*)()>(dlsym(h, "lib_constructor_block_ok"));
+    if (!ctor_ok()) return 1;
     char* a = static_cast<char*>(make(1000));
     if (ours(a) < 1000 || a[999] != 'L') return 1;
     free(a);  // the library's block, freed by the program

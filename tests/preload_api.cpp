@@ -251,7 +251,21 @@ static void cxx_entry_points() {
   CHECK(ours(s.data()) >= 100000 && v[999].size() == 100);
 }
 
+// Allocation from static constructors (before main; possibly before wfmm's own
+// constructor ran) and frees from exit handlers and static destructors (after main).
+static void* g_early = malloc(333);
+static std::vector<std::string> g_static_strings(100, std::string(200, 's'));
+static void* g_exit_block;
+static void at_exit_free() {
+  free(g_exit_block);
+  free(g_early);
+  void* late = malloc(1000);  // allocating during exit works too
+  free(late);
+}
+
 int main() {
+  g_exit_block = malloc(4000);
+  atexit(at_exit_free);
   ours = sym<size_t (*)(const void*)>("wfmm_usable_size");
   auto stats = sym<void (*)(wfmm_stats*)>("wfmm_stats_get");
   wfmm_stats before;
