@@ -67,7 +67,8 @@ size_t usable_size(const void* p, const char* who) {
   }
   if (s->kind_ == SegmentKind::kLarge || s->kind_ == SegmentKind::kHuge) {
     if (Page* pg = large_page_of(s, p)) {
-      return pg->block_size_ != 0 ? pg->block_size_ : s->size_ - (pg->start_ - reinterpret_cast<uintptr_t>(s));
+      return pg->block_size_ != 0 ? pg->block_size_
+                                  : s->size_ - (pg->start_ - reinterpret_cast<uintptr_t>(s));
     }
   }
   report_error(who, "invalid pointer (not the start of a live block)", p);
@@ -89,7 +90,8 @@ void* reallocate(void* p, size_t n, const char* who) {
       report_error(who, "invalid pointer (not the start of a live block)", p);
       return nullptr;
     }
-    old = pg->block_size_ != 0 ? pg->block_size_ : s->size_ - (pg->start_ - reinterpret_cast<uintptr_t>(s));
+    old = pg->block_size_ != 0 ? pg->block_size_
+                               : s->size_ - (pg->start_ - reinterpret_cast<uintptr_t>(s));
     if (n > kMediumMax) {
       if (void* q = large_resize(s, p, n)) return q;
     }
@@ -122,8 +124,10 @@ bool block_lookup(const void* p, void** start, size_t* size) {
   if (s == nullptr || a >= reinterpret_cast<uintptr_t>(s) + s->size_) return false;
   if (s->kind_ == SegmentKind::kLarge || s->kind_ == SegmentKind::kHuge) {
     Page* pg = &s->pages_[0];
-    size_t usable = pg->block_size_ != 0 ? pg->block_size_ : s->size_ - (pg->start_ - reinterpret_cast<uintptr_t>(s));
-    if (pg->xlarge_live_.load(std::memory_order_acquire) != 1 || a < pg->start_ || a - pg->start_ >= usable)
+    size_t usable = pg->block_size_ != 0 ? pg->block_size_
+                                         : s->size_ - (pg->start_ - reinterpret_cast<uintptr_t>(s));
+    if (pg->xlarge_live_.load(std::memory_order_acquire) != 1 || a < pg->start_ ||
+        a - pg->start_ >= usable)
       return false;
     *start = reinterpret_cast<void*>(pg->start_);
     *size = usable;

@@ -19,8 +19,7 @@ namespace wfmm {
 }  // namespace wfmm
 
 #if defined(WFMM_CHECKED) && WFMM_CHECKED
-#define WFMM_ASSERT(c) \
-  (WFMM_LIKELY(c) ? (void)0 : ::wfmm::assert_fail(#c, __FILE__, __LINE__))
+#define WFMM_ASSERT(c) (WFMM_LIKELY(c) ? (void)0 : ::wfmm::assert_fail(#c, __FILE__, __LINE__))
 #else
 #define WFMM_ASSERT(c) ((void)0)
 #endif
@@ -32,15 +31,16 @@ inline constexpr size_t kSegmentSize = size_t(1) << kSegmentShift;  // 4 MiB
 inline constexpr uintptr_t kSegmentMask = kSegmentSize - 1;
 inline constexpr size_t kHeaderSize = 64 * 1024;  // segment header + page descriptors
 
-inline constexpr unsigned kSmallPageShift = 16;  // 64 KiB
-inline constexpr unsigned kMediumPageShift = 19;  // 512 KiB
+inline constexpr unsigned kSmallPageShift = 16;                                   // 64 KiB
+inline constexpr unsigned kMediumPageShift = 19;                                  // 512 KiB
 inline constexpr unsigned kMaxPagesPerSegment = kSegmentSize >> kSmallPageShift;  // 64
 
 inline constexpr size_t kSmallMax = 8 * 1024;     // largest block in a small page
 inline constexpr size_t kMediumMax = 128 * 1024;  // largest block in a medium page
 // Large blocks take a whole standard segment; above that a block gets its own mapping.
 inline constexpr size_t kLargeMax = kSegmentSize - kHeaderSize;
-// The segment map stores a 16-bit distance (minus 3 codes), so one mapping spans at most this many segments.
+// The segment map stores a 16-bit distance (minus 3 codes), so one mapping spans at most this many
+// segments.
 inline constexpr size_t kMaxMappingSegments = 65532;
 inline constexpr size_t kMaxAllocSize = (kMaxMappingSegments - 1) * kSegmentSize;
 

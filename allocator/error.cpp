@@ -55,14 +55,27 @@ void Msg::emit() {
 
 void report_error(const char* who, const char* what, const void* p) {
   bool cont = option(Opt::kOnError) == 1;
-  Msg().add(who).add(": ").add(what).add(" ").hex(reinterpret_cast<uintptr_t>(p))
-      .add(cont ? " (ignored: WFMM_ON_ERROR=continue)" : " (aborting; WFMM_ON_ERROR=continue to go on)")
+  Msg()
+      .add(who)
+      .add(": ")
+      .add(what)
+      .add(" ")
+      .hex(reinterpret_cast<uintptr_t>(p))
+      .add(cont ? " (ignored: WFMM_ON_ERROR=continue)"
+                : " (aborting; WFMM_ON_ERROR=continue to go on)")
       .emit();
   if (!cont) abort();
 }
 
 void assert_fail(const char* cond, const char* file, int line) {
-  Msg().add("internal assertion failed: ").add(cond).add(" at ").add(file).add(":").dec(line).emit();
+  Msg()
+      .add("internal assertion failed: ")
+      .add(cond)
+      .add(" at ")
+      .add(file)
+      .add(":")
+      .dec(line)
+      .emit();
   abort();
 }
 

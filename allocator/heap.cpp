@@ -11,12 +11,13 @@
 //                            -> page_alloc -> free page of an owned segment
 //                                          -> adopt abandoned segments
 //                                          -> segment_alloc (cache or OS)
+#include "heap.h"
+
 #include <pthread.h>
 #include <string.h>
 
 #include <new>
 
-#include "heap.h"
 #include "large.h"
 #include "options.h"
 #include "os/os.h"
@@ -41,20 +42,32 @@ std::atomic<uint64_t> g_heap_ids{0};
 void list_push_front(PageList& l, Page* pg) {
   pg->prev_ = nullptr;
   pg->next_ = l.head;
-  if (l.head != nullptr) l.head->prev_ = pg; else l.tail = pg;
+  if (l.head != nullptr)
+    l.head->prev_ = pg;
+  else
+    l.tail = pg;
   l.head = pg;
 }
 
 void list_push_back(PageList& l, Page* pg) {
   pg->next_ = nullptr;
   pg->prev_ = l.tail;
-  if (l.tail != nullptr) l.tail->next_ = pg; else l.head = pg;
+  if (l.tail != nullptr)
+    l.tail->next_ = pg;
+  else
+    l.head = pg;
   l.tail = pg;
 }
 
 void list_remove(PageList& l, Page* pg) {
-  if (pg->prev_ != nullptr) pg->prev_->next_ = pg->next_; else l.head = pg->next_;
-  if (pg->next_ != nullptr) pg->next_->prev_ = pg->prev_; else l.tail = pg->prev_;
+  if (pg->prev_ != nullptr)
+    pg->prev_->next_ = pg->next_;
+  else
+    l.head = pg->next_;
+  if (pg->next_ != nullptr)
+    pg->next_->prev_ = pg->prev_;
+  else
+    l.tail = pg->prev_;
   pg->next_ = pg->prev_ = nullptr;
 }
 
@@ -66,10 +79,14 @@ unsigned kind_index(const Segment* s) { return s->kind_ == SegmentKind::kSmall ?
 
 PageList& queue_of(Heap* h, Page* pg) {
   switch (pg->queue_) {
-    case PageQueue::kAvail: return h->avail_[pg->class_];
-    case PageQueue::kFull: return h->full_[pg->class_];
-    case PageQueue::kFreeDirty: return h->free_dirty_[kind_index(segment_of(pg))];
-    default: return h->free_clean_[kind_index(segment_of(pg))];
+    case PageQueue::kAvail:
+      return h->avail_[pg->class_];
+    case PageQueue::kFull:
+      return h->full_[pg->class_];
+    case PageQueue::kFreeDirty:
+      return h->free_dirty_[kind_index(segment_of(pg))];
+    default:
+      return h->free_clean_[kind_index(segment_of(pg))];
   }
 }
 
@@ -78,7 +95,10 @@ void queue_move(Heap* h, Page* pg, PageQueue q, bool front) {
   pg->queue_ = q;
   if (q == PageQueue::kNone) return;
   PageList& l = queue_of(h, pg);
-  if (front) list_push_front(l, pg); else list_push_back(l, pg);
+  if (front)
+    list_push_front(l, pg);
+  else
+    list_push_back(l, pg);
 }
 
 // The one writer of cur_ and direct_. Bound: the direct slots of one class (at most 8).
@@ -112,7 +132,8 @@ uint32_t take_chain(Page* pg, Block* x) {
     if (WFMM_UNLIKELY(nx != nullptr && !pg->is_block_start(reinterpret_cast<uintptr_t>(nx)))) {
       // A freed block was written to (use after free): drop the rest of the chain rather
       // than follow a forged pointer. The dropped blocks leak; nothing is corrupted.
-      report_error("free", "heap corruption: a freed block was modified; its page's remote list at", x);
+      report_error("free", "heap corruption: a freed block was modified; its page's remote list at",
+                   x);
       nx = nullptr;
     }
     x->next.store(pg->encode(pg->free_), std::memory_order_relaxed);
@@ -174,7 +195,8 @@ void page_init(Heap* h, Page* pg, unsigned cls) {
   uint32_t bs = uint32_t(class_size(cls));
   size_t area = page_area(s, pg);
   uintptr_t page_base = reinterpret_cast<uintptr_t>(s) + (uintptr_t(pg->index_) << s->page_shift_);
-  pg->start_ = page_base + ((s->kind_ == SegmentKind::kMedium && pg->index_ == 0) ? kHeaderSize : 0);
+  pg->start_ =
+      page_base + ((s->kind_ == SegmentKind::kMedium && pg->index_ == 0) ? kHeaderSize : 0);
   pg->block_size_ = bs;
   pg->reserved_ = uint32_t(area / bs);
   pg->xspan_.store(0, std::memory_order_relaxed);
@@ -203,7 +225,8 @@ void page_init(Heap* h, Page* pg, unsigned cls) {
 void page_purge(Segment* s, Page* pg) {
   size_t area = page_area(s, pg);
   uintptr_t page_base = reinterpret_cast<uintptr_t>(s) + (uintptr_t(pg->index_) << s->page_shift_);
-  uintptr_t from = page_base + ((s->kind_ == SegmentKind::kMedium && pg->index_ == 0) ? kHeaderSize : 0);
+  uintptr_t from =
+      page_base + ((s->kind_ == SegmentKind::kMedium && pg->index_ == 0) ? kHeaderSize : 0);
   if (os::purge(reinterpret_cast<void*>(from), area)) {
     pg->purged_ = true;
     g_bytes_purged.fetch_add(int64_t(area), std::memory_order_relaxed);
@@ -211,7 +234,10 @@ void page_purge(Segment* s, Page* pg) {
 }
 
 void segment_unlink(Heap* h, Segment* s) {
-  if (s->prev_ != nullptr) s->prev_->next_ = s->next_; else h->segments_ = s->next_;
+  if (s->prev_ != nullptr)
+    s->prev_->next_ = s->next_;
+  else
+    h->segments_ = s->next_;
   if (s->next_ != nullptr) s->next_->prev_ = s->prev_;
   s->next_ = s->prev_ = nullptr;
 }
@@ -226,7 +252,8 @@ void segment_link(Heap* h, Segment* s) {
 // A segment all of whose pages are free leaves the heap. Bound: 64 pages.
 void segment_retire_if_empty(Heap* h, Segment* s) {
   if (s->used_pages_ != 0) return;
-  for (unsigned i = s->first_page_; i < s->page_count_; ++i) queue_move(h, &s->pages_[i], PageQueue::kNone, false);
+  for (unsigned i = s->first_page_; i < s->page_count_; ++i)
+    queue_move(h, &s->pages_[i], PageQueue::kNone, false);
   segment_unlink(h, s);
   segment_release(s);
 }
@@ -469,7 +496,10 @@ void heap_abandon(Heap* h) {
       pg->xheap_.store(nullptr, std::memory_order_release);
     }
     segment_unlink(h, s);
-    if (s->used_pages_ == 0) segment_release(s); else segment_abandon(s);
+    if (s->used_pages_ == 0)
+      segment_release(s);
+    else
+      segment_abandon(s);
     s = next;
   }
   for (unsigned c = 0; c < kNumClasses; ++c) {
@@ -579,8 +609,10 @@ bool page_holds_free(Page* pg, Block* b) {
 void free_local_checked(Heap* h, Page* pg, Block* b, const char* who) {
   uintptr_t a = reinterpret_cast<uintptr_t>(b);
   if (!pg->is_block_start(a)) {
-    report_error(who, pg->block_size_ == 0 ? "invalid pointer (no block there)"
-                                           : "invalid pointer (inside a block, not its start)", b);
+    report_error(who,
+                 pg->block_size_ == 0 ? "invalid pointer (no block there)"
+                                      : "invalid pointer (inside a block, not its start)",
+                 b);
     return;
   }
   if (page_holds_free(pg, b)) return report_error(who, "double free of", b);
@@ -595,7 +627,8 @@ static void push_remote(Page* pg, Block* b) {
   b->next.store(pg->encode(reinterpret_cast<Block*>(kPendingLink)), std::memory_order_relaxed);
   // (P0) release: the pending mark and the program's writes to b precede the publication;
   // pairs with (P3).
-  uintptr_t prev = pg->xthread_free_.exchange(reinterpret_cast<uintptr_t>(b), std::memory_order_acq_rel);
+  uintptr_t prev =
+      pg->xthread_free_.exchange(reinterpret_cast<uintptr_t>(b), std::memory_order_acq_rel);
   // (P1) release: pairs with (P2).
   b->next.store(pg->encode(reinterpret_cast<Block*>(prev)), std::memory_order_release);
 }
@@ -603,7 +636,10 @@ static void push_remote(Page* pg, Block* b) {
 // Counters of the calling thread; a thread with no heap shares the empty heap's counters,
 // and those need a real read-modify-write.
 static void count(std::atomic<int64_t>& c, int64_t v) {
-  if (t_heap == &g_empty_heap) c.fetch_add(v, std::memory_order_relaxed); else stat_add(c, v);
+  if (t_heap == &g_empty_heap)
+    c.fetch_add(v, std::memory_order_relaxed);
+  else
+    stat_add(c, v);
 }
 
 void count_free(size_t bytes) {
@@ -623,11 +659,14 @@ void free_not_local(void* p, const char* who) {
   uint16_t e = segment_map_entry(a);
   if (e == 0) return report_error(who, "invalid pointer (not allocated by wfmm)", p);
   Segment* s = segment_containing(a);
-  if (s->kind_ == SegmentKind::kLarge || s->kind_ == SegmentKind::kHuge) return large_free(s, p, who);
+  if (s->kind_ == SegmentKind::kLarge || s->kind_ == SegmentKind::kHuge)
+    return large_free(s, p, who);
   Page* pg = s->page_of(a);
   if (!pg->is_block_start(a)) {
-    return report_error(who, pg->block_size_ == 0 ? "invalid pointer (no block there)"
-                                                  : "invalid pointer (inside a block, not its start)", p);
+    return report_error(who,
+                        pg->block_size_ == 0 ? "invalid pointer (no block there)"
+                                             : "invalid pointer (inside a block, not its start)",
+                        p);
   }
   Block* b = static_cast<Block*>(p);
   if (pg->link_looks_free(b->next.load(std::memory_order_relaxed))) {
@@ -658,7 +697,8 @@ bool collect(bool force) {
       }
       for (unsigned i = s->first_page_; i < s->page_count_; ++i) {
         Page* pg = &s->pages_[i];
-        if (pg->queue_ == PageQueue::kFreeDirty && (force || os::now_ms() - pg->freed_at_ms_ >= uint64_t(option(Opt::kPurgeDelayMs)))) {
+        if (pg->queue_ == PageQueue::kFreeDirty &&
+            (force || os::now_ms() - pg->freed_at_ms_ >= uint64_t(option(Opt::kPurgeDelayMs)))) {
           page_purge(s, pg);
           queue_move(h, pg, PageQueue::kFreeClean, false);
           released = true;
@@ -688,7 +728,8 @@ const char* heap_validate() {
     Page* cur = h->cur_[c];
     if (cur == nullptr) return "cur_ is null";
     if (cur != &g_empty_page && cur != h->avail_[c].head) return "cur_ is not the head of avail_";
-    if (cur == &g_empty_page && h->avail_[c].head != nullptr) return "avail_ pages but cur_ is empty";
+    if (cur == &g_empty_page && h->avail_[c].head != nullptr)
+      return "avail_ pages but cur_ is empty";
   }
   for (size_t w = 0; w <= kDirectMax / 16; ++w) {
     if (h->direct_[w] != h->cur_[kDirectClass[w]]) return "direct_ disagrees with cur_";
@@ -700,12 +741,14 @@ const char* heap_validate() {
     for (unsigned i = s->first_page_; i < s->page_count_; ++i) {
       Page* pg = &s->pages_[i];
       if (pg->block_size_ == 0) {
-        if (pg->queue_ != PageQueue::kFreeDirty && pg->queue_ != PageQueue::kFreeClean) return "free page not queued as free";
+        if (pg->queue_ != PageQueue::kFreeDirty && pg->queue_ != PageQueue::kFreeClean)
+          return "free page not queued as free";
         continue;
       }
       ++used_pages;
       if (pg->xheap_.load(std::memory_order_relaxed) != h) return "page owner";
-      if (pg->queue_ != PageQueue::kAvail && pg->queue_ != PageQueue::kFull) return "used page queue";
+      if (pg->queue_ != PageQueue::kAvail && pg->queue_ != PageQueue::kFull)
+        return "used page queue";
       if (pg->block_size_ != class_size(pg->class_)) return "block size / class";
       if (pg->capacity_ > pg->reserved_) return "capacity > reserved";
       uint32_t nfree = 0;
@@ -714,7 +757,8 @@ const char* heap_validate() {
         for (; l != nullptr; l = pg->decode(l->next.load(std::memory_order_relaxed))) {
           uintptr_t a = reinterpret_cast<uintptr_t>(l);
           if (!pg->is_block_start(a)) return "free-list entry is not a block of its page";
-          if (a >= pg->start_ + uintptr_t(pg->capacity_) * pg->block_size_) return "free-list entry beyond capacity";
+          if (a >= pg->start_ + uintptr_t(pg->capacity_) * pg->block_size_)
+            return "free-list entry beyond capacity";
           if (++nfree > pg->reserved_) return "free list longer than the page (cycle?)";
         }
       }

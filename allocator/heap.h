@@ -20,7 +20,7 @@ bool page_holds_free(Page* pg, Block* b);
 void* alloc_aligned(size_t n, size_t align);  // align: power of two; returns null on OOM
 void* alloc_zeroed(size_t n);
 void* reallocate(void* p, size_t n, const char* who);  // p != null, n > 0
-size_t usable_size(const void* p, const char* who);     // 0 for null or foreign
+size_t usable_size(const void* p, const char* who);    // 0 for null or foreign
 // Block containing an address (interior pointers included): start and usable size, or
 // false if the address is in no live block wfmm knows. For reclaim's slow path.
 bool block_lookup(const void* p, void** start, size_t* size);
@@ -78,7 +78,8 @@ WFMM_INLINE void heap_free(void* p, const char* who) {
     // decided by this thread's own earlier store.
     if (WFMM_LIKELY(pg->xheap_.load(std::memory_order_relaxed) == h)) {
       Block* b = static_cast<Block*>(p);
-      if (WFMM_LIKELY(pg->is_block_start(a) && !pg->link_looks_free(b->next.load(std::memory_order_relaxed)))) {
+      if (WFMM_LIKELY(pg->is_block_start(a) &&
+                      !pg->link_looks_free(b->next.load(std::memory_order_relaxed)))) {
         b->next.store(pg->encode(pg->local_free_), std::memory_order_relaxed);
         pg->local_free_ = b;
         stat_add(h->stats_.free_class[pg->class_], 1);

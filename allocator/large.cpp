@@ -46,7 +46,8 @@ void* large_alloc(size_t n, size_t align) {
 
 Page* large_page_of(Segment* s, const void* p) {
   Page* pg = &s->pages_[0];
-  if (reinterpret_cast<uintptr_t>(p) != pg->start_ || pg->xlarge_live_.load(std::memory_order_acquire) != 1)
+  if (reinterpret_cast<uintptr_t>(p) != pg->start_ ||
+      pg->xlarge_live_.load(std::memory_order_acquire) != 1)
     return nullptr;
   return pg;
 }
@@ -64,7 +65,8 @@ void large_free(Segment* s, void* p, const char* who) {
     return report_error(who, "invalid pointer (not allocated by wfmm)", p);
   }
   Page* pg = &s->pages_[0];
-  if (a != pg->start_) return report_error(who, "invalid pointer (inside a block, not its start)", p);
+  if (a != pg->start_)
+    return report_error(who, "invalid pointer (inside a block, not its start)", p);
   // acq_rel: the block's last use happens-before the segment's reuse by another thread.
   if (pg->xlarge_live_.exchange(0, std::memory_order_acq_rel) != 1)
     return report_error(who, "double free of", p);

@@ -14,7 +14,8 @@ namespace wfmm {
 const OptionDesc kOptionDesc[unsigned(Opt::kCount)] = {
     {"verbose", 0, 0, 1, "print the effective options at start"},
     {"show_stats", 0, 0, 1, "print statistics to stderr at exit"},
-    {"on_error", 0, 0, 1, "bad free/realloc: 0 or 'abort' aborts, 1 or 'continue' reports and goes on"},
+    {"on_error", 0, 0, 1,
+     "bad free/realloc: 0 or 'abort' aborts, 1 or 'continue' reports and goes on"},
     {"purge_delay_ms", 50, 0, 3600000, "ms an empty page stays committed before it is purged"},
     {"segment_cache", 16, 0, 1024, "empty 4 MiB segments kept mapped for reuse"},
 };
@@ -63,8 +64,10 @@ bool parse_value(Opt o, const char* s, long* out) {
     if (strcmp(s, "continue") == 0) return *out = 1, true;
   }
   if (o == Opt::kVerbose || o == Opt::kShowStats) {
-    if (strcmp(s, "yes") == 0 || strcmp(s, "true") == 0 || strcmp(s, "on") == 0) return *out = 1, true;
-    if (strcmp(s, "no") == 0 || strcmp(s, "false") == 0 || strcmp(s, "off") == 0) return *out = 0, true;
+    if (strcmp(s, "yes") == 0 || strcmp(s, "true") == 0 || strcmp(s, "on") == 0)
+      return *out = 1, true;
+    if (strcmp(s, "no") == 0 || strcmp(s, "false") == 0 || strcmp(s, "off") == 0)
+      return *out = 0, true;
   }
   return parse_long(s, out);
 }
@@ -113,7 +116,10 @@ static int find_option(const char* name) {
     bool eq = true;
     for (; *n != '\0' && *s != '\0'; ++n, ++s) {
       char c = *s >= 'A' && *s <= 'Z' ? char(*s - 'A' + 'a') : *s;
-      if (c != *n) { eq = false; break; }
+      if (c != *n) {
+        eq = false;
+        break;
+      }
     }
     if (eq && *n == '\0' && *s == '\0') return int(i);
   }
@@ -141,8 +147,15 @@ long option_get(const char* name) {
 
 void options_print() {
   for (unsigned i = 0; i < unsigned(Opt::kCount); ++i) {
-    Msg().add("option ").add(kOptionDesc[i].name).add(" = ").dec(option(Opt(i)))
-        .add("  (").add(kOptionDesc[i].help).add(")").emit();
+    Msg()
+        .add("option ")
+        .add(kOptionDesc[i].name)
+        .add(" = ")
+        .dec(option(Opt(i)))
+        .add("  (")
+        .add(kOptionDesc[i].help)
+        .add(")")
+        .emit();
   }
 }
 

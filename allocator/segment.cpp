@@ -25,7 +25,8 @@ HandoffStack<Segment> g_abandoned;
 // Takes the smallest cached segment of a size in [lo, hi], or null (also when the cache is
 // busy).
 Segment* cache_take(size_t lo, size_t hi) {
-  if (g_segments_cached.load(std::memory_order_relaxed) <= 0 || !g_cache.try_begin()) return nullptr;
+  if (g_segments_cached.load(std::memory_order_relaxed) <= 0 || !g_cache.try_begin())
+    return nullptr;
   g_cache.drain(kDrainBudget);
   Segment** best = nullptr;
   Segment** pp = &g_cache.owned();
@@ -47,7 +48,8 @@ Segment* cache_take(size_t lo, size_t hi) {
   g_cache.end();
   if (found != nullptr) {
     g_segments_cached.fetch_sub(1, std::memory_order_relaxed);
-    if (found->size_ > kSegmentSize) g_huge_cached_bytes.fetch_sub(int64_t(found->size_), std::memory_order_relaxed);
+    if (found->size_ > kSegmentSize)
+      g_huge_cached_bytes.fetch_sub(int64_t(found->size_), std::memory_order_relaxed);
     // Its purged pages are committed again as soon as they are touched: count them back.
     int64_t purged = 0;
     for (unsigned i = 0; i < kMaxPagesPerSegment; ++i)
@@ -139,7 +141,9 @@ Segment* segment_alloc(SegmentKind kind, size_t size) {
   }
   init_header(s, kind, size, fresh);
   // A cached standard segment may come back as another kind: (re)write its map entry.
-  uint16_t code = kind == SegmentKind::kSmall ? kMapSmall : kind == SegmentKind::kMedium ? kMapMedium : kMapLarge;
+  uint16_t code = kind == SegmentKind::kSmall    ? kMapSmall
+                  : kind == SegmentKind::kMedium ? kMapMedium
+                                                 : kMapLarge;
   segment_map_set(s, size, code);
   return s;
 }
@@ -157,7 +161,9 @@ void segment_release(Segment* s) {
   bool cacheable = option(Opt::kPurgeDelayMs) > 0;
   bool huge = s->size_ > kSegmentSize;
   if (huge && cacheable) {
-    if (g_huge_cached_bytes.fetch_add(int64_t(s->size_), std::memory_order_relaxed) + int64_t(s->size_) > kHugeCacheBytes) {
+    if (g_huge_cached_bytes.fetch_add(int64_t(s->size_), std::memory_order_relaxed) +
+            int64_t(s->size_) >
+        kHugeCacheBytes) {
       g_huge_cached_bytes.fetch_sub(int64_t(s->size_), std::memory_order_relaxed);
       cacheable = false;
     }
@@ -188,7 +194,8 @@ bool segment_cache_expire(bool force) {
       *pp = s->handoff_link;
       --g_cache.owned_count();
       g_segments_cached.fetch_sub(1, std::memory_order_relaxed);
-      if (s->size_ > kSegmentSize) g_huge_cached_bytes.fetch_sub(int64_t(s->size_), std::memory_order_relaxed);
+      if (s->size_ > kSegmentSize)
+        g_huge_cached_bytes.fetch_sub(int64_t(s->size_), std::memory_order_relaxed);
       unmap_segment(s);
       ++done;
     } else {

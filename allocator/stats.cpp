@@ -64,9 +64,16 @@ namespace {
 void print_bytes(FILE* f, const char* label, uint64_t b) {
   const char* unit = "B";
   double v = double(b);
-  if (b >= (uint64_t(1) << 30)) { v /= double(uint64_t(1) << 30); unit = "GiB"; }
-  else if (b >= (uint64_t(1) << 20)) { v /= double(uint64_t(1) << 20); unit = "MiB"; }
-  else if (b >= (uint64_t(1) << 10)) { v /= 1024.0; unit = "KiB"; }
+  if (b >= (uint64_t(1) << 30)) {
+    v /= double(uint64_t(1) << 30);
+    unit = "GiB";
+  } else if (b >= (uint64_t(1) << 20)) {
+    v /= double(uint64_t(1) << 20);
+    unit = "MiB";
+  } else if (b >= (uint64_t(1) << 10)) {
+    v /= 1024.0;
+    unit = "KiB";
+  }
   fprintf(f, "wfmm:   %-22s %10.1f %s\n", label, v, unit);
 }
 
@@ -86,7 +93,8 @@ void stats_print(FILE* f) {
   fprintf(f, "wfmm:   %-22s %10llu segments\n", "cached", (unsigned long long)s.segments_cached);
   fprintf(f, "wfmm:   %-22s %10llu blocks\n", "retired", (unsigned long long)s.retired);
   fprintf(f, "wfmm:   %-22s %10llu blocks\n", "reclaimed", (unsigned long long)s.reclaimed);
-  fprintf(f, "wfmm:   %-22s %10llu blocks\n", "retired, pending", (unsigned long long)s.retired_pending);
+  fprintf(f, "wfmm:   %-22s %10llu blocks\n", "retired, pending",
+          (unsigned long long)s.retired_pending);
   print_bytes(f, "retired, pending", s.retired_pending_bytes);
   fprintf(f, "wfmm:   %-22s %10llu\n", "era", (unsigned long long)s.era);
   fprintf(f, "wfmm:   %-22s %10llu\n", "slow protects", (unsigned long long)s.protect_slow);

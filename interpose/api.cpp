@@ -1,10 +1,11 @@
 // The wfmm_* C API: standard semantics (errno, overflow, alignment checks) over the
 // allocator's internal interface. The export shim (shim.cpp) forwards the standard names
 // here; tests link this without the shim so they run beside the system malloc.
+#include "api.h"
+
 #include <errno.h>
 #include <stdio.h>
 
-#include "api.h"
 #include "heap.h"
 #include "options.h"
 #include "wfmm/wfmm.h"
@@ -27,7 +28,9 @@ extern "C" {
 
 WFMM_EXPORT void* wfmm_malloc(size_t n) noexcept { return api::malloc_(n); }
 WFMM_EXPORT void wfmm_free(void* p) noexcept { api::free_(p, "free"); }
-WFMM_EXPORT void* wfmm_calloc(size_t count, size_t size) noexcept { return api::calloc_(count, size); }
+WFMM_EXPORT void* wfmm_calloc(size_t count, size_t size) noexcept {
+  return api::calloc_(count, size);
+}
 WFMM_EXPORT void* wfmm_realloc(void* p, size_t n) noexcept { return api::realloc_(p, n); }
 WFMM_EXPORT void* wfmm_aligned_alloc(size_t alignment, size_t size) noexcept {
   return api::aligned_alloc_(alignment, size);
@@ -53,6 +56,8 @@ WFMM_EXPORT void wfmm_stats_get(struct wfmm_stats* out) noexcept {
   if (out != nullptr) stats_collect(out);
 }
 
-WFMM_EXPORT void wfmm_stats_print(FILE* out) noexcept { stats_print(out != nullptr ? out : stderr); }
+WFMM_EXPORT void wfmm_stats_print(FILE* out) noexcept {
+  stats_print(out != nullptr ? out : stderr);
+}
 
 }  // extern "C"

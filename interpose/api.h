@@ -28,7 +28,8 @@ WFMM_INLINE void free_(void* p, const char* who) {
 
 WFMM_INLINE void* calloc_(size_t count, size_t size) {
   size_t n;
-  if (WFMM_UNLIKELY(__builtin_mul_overflow(count, size, &n) || n > kMaxAllocSize)) return fail_nomem();
+  if (WFMM_UNLIKELY(__builtin_mul_overflow(count, size, &n) || n > kMaxAllocSize))
+    return fail_nomem();
   void* p = alloc_zeroed(n);
   if (WFMM_UNLIKELY(p == nullptr)) return fail_nomem();
   return p;

@@ -17,7 +17,9 @@ WFMM_INLINE void delete_impl(void* p) noexcept { wfmm::api::free_(p, "operator d
 }  // namespace
 
 WFMM_EXPORT void* operator new(size_t n, const std::nothrow_t&) noexcept { return new_nothrow(n); }
-WFMM_EXPORT void* operator new[](size_t n, const std::nothrow_t&) noexcept { return new_nothrow(n); }
+WFMM_EXPORT void* operator new[](size_t n, const std::nothrow_t&) noexcept {
+  return new_nothrow(n);
+}
 WFMM_EXPORT void* operator new(size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
   return new_aligned_nothrow(n, a);
 }

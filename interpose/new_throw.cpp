@@ -28,7 +28,8 @@ WFMM_COLD void* new_slow(size_t n, size_t align) {
   for (;;) {
     void* p = align == 0 ? wfmm::api::malloc_(n) : wfmm::api::aligned_alloc_(align, n);
     if (p != nullptr) return p;
-    std::new_handler h = &wfmm_std_get_new_handler != nullptr ? wfmm_std_get_new_handler() : nullptr;
+    std::new_handler h =
+        &wfmm_std_get_new_handler != nullptr ? wfmm_std_get_new_handler() : nullptr;
     if (h == nullptr) throw_bad_alloc();
     h();
   }

@@ -29,10 +29,16 @@ extern "C" {
 
 WFMM_EXPORT void* WFMM_NAME(malloc)(size_t n) noexcept { return wfmm::api::malloc_(n); }
 WFMM_EXPORT void WFMM_NAME(free)(void* p) noexcept { wfmm::api::free_(p, "free"); }
-WFMM_EXPORT void* WFMM_NAME(calloc)(size_t c, size_t n) noexcept { return wfmm::api::calloc_(c, n); }
-WFMM_EXPORT void* WFMM_NAME(realloc)(void* p, size_t n) noexcept { return wfmm::api::realloc_(p, n); }
+WFMM_EXPORT void* WFMM_NAME(calloc)(size_t c, size_t n) noexcept {
+  return wfmm::api::calloc_(c, n);
+}
+WFMM_EXPORT void* WFMM_NAME(realloc)(void* p, size_t n) noexcept {
+  return wfmm::api::realloc_(p, n);
+}
 WFMM_EXPORT size_t WFMM_NAME(malloc_usable_size)(void* p) noexcept { return wfmm_usable_size(p); }
-WFMM_EXPORT void* WFMM_NAME(aligned_alloc)(size_t a, size_t n) noexcept { return wfmm::api::aligned_alloc_(a, n); }
+WFMM_EXPORT void* WFMM_NAME(aligned_alloc)(size_t a, size_t n) noexcept {
+  return wfmm::api::aligned_alloc_(a, n);
+}
 
 // posix_memalign reports through its return value and leaves errno alone.
 WFMM_EXPORT int WFMM_NAME(posix_memalign)(void** out, size_t a, size_t n) noexcept {
@@ -58,7 +64,9 @@ WFMM_EXPORT void* WFMM_NAME(memalign)(size_t a, size_t n) noexcept {
   return wfmm::api::aligned_alloc_(a, n);
 }
 
-WFMM_EXPORT void* WFMM_NAME(valloc)(size_t n) noexcept { return wfmm::api::aligned_alloc_(page_size(), n); }
+WFMM_EXPORT void* WFMM_NAME(valloc)(size_t n) noexcept {
+  return wfmm::api::aligned_alloc_(page_size(), n);
+}
 
 WFMM_EXPORT void* WFMM_NAME(pvalloc)(size_t n) noexcept {
   size_t ps = page_size();
@@ -80,7 +88,9 @@ WFMM_EXPORT void* WFMM_NAME(reallocarray)(void* p, size_t count, size_t size) no
 }
 
 WFMM_EXPORT void WFMM_NAME(cfree)(void* p) noexcept { wfmm::api::free_(p, "cfree"); }
-WFMM_EXPORT void WFMM_NAME(free_sized)(void* p, size_t) noexcept { wfmm::api::free_(p, "free_sized"); }
+WFMM_EXPORT void WFMM_NAME(free_sized)(void* p, size_t) noexcept {
+  wfmm::api::free_(p, "free_sized");
+}
 WFMM_EXPORT void WFMM_NAME(free_aligned_sized)(void* p, size_t, size_t) noexcept {
   wfmm::api::free_(p, "free_aligned_sized");
 }
@@ -93,9 +103,9 @@ WFMM_EXPORT struct mallinfo2 WFMM_NAME(mallinfo2)() noexcept {
   wfmm_stats s;
   wfmm_stats_get(&s);
   struct mallinfo2 m = {};
-  m.arena = s.bytes_mapped;                    // address space in use by the allocator
+  m.arena = s.bytes_mapped;  // address space in use by the allocator
   m.ordblks = s.segments_cached;
-  m.uordblks = s.bytes_in_use;                 // live bytes
+  m.uordblks = s.bytes_in_use;  // live bytes
   m.fordblks = s.bytes_committed > s.bytes_in_use ? s.bytes_committed - s.bytes_in_use : 0;
   m.keepcost = 0;
   return m;

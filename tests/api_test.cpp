@@ -1,10 +1,9 @@
 // The C API: sizes from 0 to huge, realloc across every path, alignments 1 B..2 MiB,
 // usable size, calloc zeroing on recycled memory, overflow and errno.
 #include <errno.h>
+#include <gtest/gtest.h>
 #include <stdint.h>
 #include <string.h>
-
-#include <gtest/gtest.h>
 
 #include <vector>
 
@@ -58,8 +57,9 @@ TEST(Api, SizesAcrossAllPathsKeepContentsAndUsableSize) {
 
 TEST(Api, ReallocGrowsAndShrinksThroughEveryClass) {
   // small -> medium -> large -> huge -> small, zig-zag; contents kept up to min(old, new).
-  std::vector<size_t> path = {1, 24, 100, 1000, 9000, 70000, 200000, 3u << 20, 5u << 20,
-                              40u << 20, 6u << 20, 300000, 5000, 33, 2, 77777, 16, 12u << 20, 1};
+  std::vector<size_t> path = {1,        24,       100,       1000,      9000,   70000, 200000,
+                              3u << 20, 5u << 20, 40u << 20, 6u << 20,  300000, 5000,  33,
+                              2,        77777,    16,        12u << 20, 1};
   void* p = wfmm_realloc(nullptr, path[0]);
   ASSERT_NE(p, nullptr);
   fill(p, path[0], 7);

@@ -1,9 +1,8 @@
 // Bad input gets a clear message and an abort (default) or a report and nothing else
 // (WFMM_ON_ERROR=continue); never a corrupted heap.
+#include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/mman.h>
-
-#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <string>
@@ -98,11 +97,13 @@ TEST(BadInputDeath, ForeignPointers) {
       "not allocated by wfmm");
   EXPECT_DEATH(
       {
-        void* m = mmap(nullptr, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        void* m =
+            mmap(nullptr, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         wfmm_free(m);
       },
       "not allocated by wfmm");
-  EXPECT_DEATH({ wfmm_free(reinterpret_cast<void*>(uintptr_t(1) << 50)); }, "not allocated by wfmm");
+  EXPECT_DEATH({ wfmm_free(reinterpret_cast<void*>(uintptr_t(1) << 50)); },
+               "not allocated by wfmm");
   EXPECT_DEATH(
       {
         int x = 0;
@@ -151,18 +152,18 @@ TEST(BadInput, ContinueModeReportsAndLeavesTheHeapIntact) {
   void* victim = wfmm_malloc(48);
   wfmm_free(victim);
   testing::internal::CaptureStderr();
-  wfmm_free(victim);                                    // double free: ignored
-  wfmm_free(static_cast<char*>(live[3]) + 16);          // interior: ignored
+  wfmm_free(victim);                            // double free: ignored
+  wfmm_free(static_cast<char*>(live[3]) + 16);  // interior: ignored
   int x;
-  wfmm_free(&x);                                        // foreign: ignored
-  EXPECT_EQ(wfmm_realloc(&x, 10), nullptr);             // foreign realloc: ignored
+  wfmm_free(&x);                             // foreign: ignored
+  EXPECT_EQ(wfmm_realloc(&x, 10), nullptr);  // foreign realloc: ignored
   void* big = wfmm_malloc(500000);
   wfmm_free(big);
-  wfmm_free(big);                                       // large double free: ignored
+  wfmm_free(big);  // large double free: ignored
   void* gone = wfmm_malloc(48);
   wfmm_free(gone);
-  EXPECT_EQ(wfmm_realloc(gone, 40), nullptr);           // realloc of a freed block: refused
-  wfmm_free(static_cast<char*>(live[0]) + 48 * 200);    // slot never handed out: ignored
+  EXPECT_EQ(wfmm_realloc(gone, 40), nullptr);         // realloc of a freed block: refused
+  wfmm_free(static_cast<char*>(live[0]) + 48 * 200);  // slot never handed out: ignored
   std::string err = testing::internal::GetCapturedStderr();
   EXPECT_NE(err.find("double free"), std::string::npos) << err;
   EXPECT_NE(err.find("inside a block"), std::string::npos) << err;

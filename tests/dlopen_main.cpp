@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
     if (!ctor_ok()) return 1;
     char* a = static_cast<char*>(make(1000));
     if (ours(a) < 1000 || a[999] != 'L') return 1;
-    free(a);  // the library's block, freed by the program
+    free(a);              // the library's block, freed by the program
     lfree(malloc(5000));  // the program's block, freed by the library
     void* s = mks(300);
     if (sz(s) != 300) return 1;

@@ -1,19 +1,18 @@
 /* A C program linked with -lwfmm (or libwfmm.a): the standard malloc is wfmm's, and the
  * wfmm_* API is available. Exits non-zero on any mismatch. */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <malloc.h>
-
 #include "wfmm/wfmm.h"
 
-#define CHECK(c)                                           \
-  do {                                                     \
-    if (!(c)) {                                            \
+#define CHECK(c)                                                     \
+  do {                                                               \
+    if (!(c)) {                                                      \
       fprintf(stderr, "check failed: %s (line %d)\n", #c, __LINE__); \
-      return 1;                                            \
-    }                                                      \
+      return 1;                                                      \
+    }                                                                \
   } while (0)
 
 int main(void) {
@@ -28,7 +27,7 @@ int main(void) {
   CHECK(b.malloc_count - a.malloc_count >= 1000); /* malloc went to wfmm */
   CHECK(malloc_usable_size(ps[0]) == wfmm_usable_size(ps[0]));
   for (int i = 0; i < 1000; ++i) free(ps[i]);
-  char* s = strdup("a string from libc's strdup");  /* libc-internal allocation */
+  char* s = strdup("a string from libc's strdup"); /* libc-internal allocation */
   CHECK(wfmm_usable_size(s) >= strlen(s) + 1);
   free(s);
   void* q = wfmm_malloc(100);

@@ -1,9 +1,8 @@
 // Options: runtime set/get with range checks, and parsing of WFMM_* variables in a fresh
 // process (valid values, bad values with one warning naming the variable and the range).
 #include <errno.h>
-#include <stdio.h>
-
 #include <gtest/gtest.h>
+#include <stdio.h>
 
 #include <string>
 
@@ -52,16 +51,25 @@ TEST(Options, EnvironmentIsParsed) {
 }
 
 TEST(Options, BadValuesWarnOnceAndKeepTheDefault) {
-  std::string out = run_probe("WFMM_PURGE_DELAY_MS=abc WFMM_SEGMENT_CACHE=99999 WFMM_ON_ERROR=maybe");
+  std::string out =
+      run_probe("WFMM_PURGE_DELAY_MS=abc WFMM_SEGMENT_CACHE=99999 WFMM_ON_ERROR=maybe");
   EXPECT_NE(out.find("purge_delay_ms=50\n"), std::string::npos) << out;
   EXPECT_NE(out.find("segment_cache=16\n"), std::string::npos) << out;
   EXPECT_NE(out.find("on_error=0\n"), std::string::npos) << out;
-  EXPECT_NE(out.find("wfmm: WFMM_PURGE_DELAY_MS='abc' is invalid: accepted 0..3600000; using the default 50"),
-            std::string::npos) << out;
-  EXPECT_NE(out.find("wfmm: WFMM_SEGMENT_CACHE='99999' is invalid: accepted 0..1024"), std::string::npos) << out;
-  EXPECT_NE(out.find("WFMM_ON_ERROR='maybe' is invalid: accepted 0..1 or abort/continue"), std::string::npos) << out;
+  EXPECT_NE(
+      out.find(
+          "wfmm: WFMM_PURGE_DELAY_MS='abc' is invalid: accepted 0..3600000; using the default 50"),
+      std::string::npos)
+      << out;
+  EXPECT_NE(out.find("wfmm: WFMM_SEGMENT_CACHE='99999' is invalid: accepted 0..1024"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("WFMM_ON_ERROR='maybe' is invalid: accepted 0..1 or abort/continue"),
+            std::string::npos)
+      << out;
   size_t first = out.find("WFMM_PURGE_DELAY_MS");
-  EXPECT_EQ(out.find("WFMM_PURGE_DELAY_MS", first + 1), std::string::npos) << "warned twice: " << out;
+  EXPECT_EQ(out.find("WFMM_PURGE_DELAY_MS", first + 1), std::string::npos)
+      << "warned twice: " << out;
 }
 
 TEST(Options, VerbosePrintsEffectiveOptions) {

@@ -19,10 +19,10 @@ using wfmm_test::check;
 using wfmm_test::fill;
 using wfmm_test::Rng;
 
-#define EXPECT_HEAP_VALID()                   \
-  do {                                        \
-    const char* why = heap_validate();        \
-    EXPECT_EQ(why, nullptr) << why;           \
+#define EXPECT_HEAP_VALID()            \
+  do {                                 \
+    const char* why = heap_validate(); \
+    EXPECT_EQ(why, nullptr) << why;    \
   } while (0)
 
 TEST(Page, LocalAllocFreeKeepsTheCountingIdentity) {

@@ -18,12 +18,12 @@
 #include "wfmm/wfmm.h"
 
 static int failures = 0;
-#define CHECK(c)                                                         \
-  do {                                                                   \
-    if (!(c)) {                                                          \
-      fprintf(stderr, "FAIL line %d: %s\n", __LINE__, #c);               \
-      ++failures;                                                        \
-    }                                                                    \
+#define CHECK(c)                                           \
+  do {                                                     \
+    if (!(c)) {                                            \
+      fprintf(stderr, "FAIL line %d: %s\n", __LINE__, #c); \
+      ++failures;                                          \
+    }                                                      \
   } while (0)
 
 template <class F>
@@ -37,7 +37,9 @@ static F sym(const char* name) {
 }
 
 static size_t (*ours)(const void*);  // wfmm_usable_size
-static bool aligned(const void* p, size_t a) { return (reinterpret_cast<uintptr_t>(p) & (a - 1)) == 0; }
+static bool aligned(const void* p, size_t a) {
+  return (reinterpret_cast<uintptr_t>(p) & (a - 1)) == 0;
+}
 
 static void c_entry_points() {
   size_t ps = size_t(sysconf(_SC_PAGESIZE));

@@ -1,8 +1,8 @@
 // Size classes: monotone, 16-byte aligned, waste bounds, and the direct table agrees with
 // the computed classes.
-#include <gtest/gtest.h>
-
 #include "size_class.h"
+
+#include <gtest/gtest.h>
 
 using namespace wfmm;
 

@@ -1,12 +1,11 @@
 // Stress tests with content checks: every block carries (tag, size) and a pattern derived
 // from the tag; it is checked before every free and realloc. Flags: --seed=N, --scale=N
 // (ctest runs --scale=1; larger values run proportionally longer).
+#include <gtest/gtest.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -84,26 +83,41 @@ TEST(Stress, RandomAllocFreeReallocWithTransfersOn8Threads) {
       unsigned op = unsigned(r.below(100));
       if (op < 45 || mine.empty()) {
         void* b = make_block(random_size(r), ++tag);
-        if (b == nullptr) { failures++; return; }
+        if (b == nullptr) {
+          failures++;
+          return;
+        }
         mine.push_back(b);
       } else if (op < 80) {
         size_t k = r.below(mine.size());
-        if (!block_ok(mine[k])) { failures++; return; }
+        if (!block_ok(mine[k])) {
+          failures++;
+          return;
+        }
         wfmm_free(mine[k]);
         mine[k] = mine.back();
         mine.pop_back();
       } else if (op < 90) {
         size_t k = r.below(mine.size());
-        if (!block_ok(mine[k])) { failures++; return; }
+        if (!block_ok(mine[k])) {
+          failures++;
+          return;
+        }
         void* q = resize_block(mine[k], random_size(r), ++tag);
-        if (q == nullptr) { failures++; return; }
+        if (q == nullptr) {
+          failures++;
+          return;
+        }
         mine[k] = q;
       } else {
         // Swap with a shared slot: the block will be freed by whichever thread takes it.
         size_t k = r.below(mine.size());
         void* got = transfer[r.below(kTransfer)].exchange(mine[k]);
         if (got != nullptr) {
-          if (!block_ok(got)) { failures++; return; }
+          if (!block_ok(got)) {
+            failures++;
+            return;
+          }
           mine[k] = got;
         } else {
           mine[k] = mine.back();
@@ -188,14 +202,16 @@ TEST(Stress, ThreadChurnLeavesBlocksForOthersAndDoesNotGrow) {
         Rng r(g_seed + i);
         std::vector<void*> tmp;
         for (int k = 0; k < 50; ++k) tmp.push_back(make_block(16 + r.below(600), k));
-        for (int k = 0; k < 4; ++k) left[size_t(i) * 4 + k] = make_block(32 + r.below(3000), uint64_t(i) * 4 + k);
+        for (int k = 0; k < 4; ++k)
+          left[size_t(i) * 4 + k] = make_block(32 + r.below(3000), uint64_t(i) * 4 + k);
         for (void* b : tmp) {
           if (!block_ok(b)) failures++;
           wfmm_free(b);
         }
       });
       std::thread b([&, i] {
-        for (int k = 0; k < 4; ++k) left[size_t(i + 1) * 4 + k] = make_block(100000, uint64_t(i + 1) * 4 + k);
+        for (int k = 0; k < 4; ++k)
+          left[size_t(i + 1) * 4 + k] = make_block(100000, uint64_t(i + 1) * 4 + k);
       });
       a.join();
       b.join();
@@ -347,8 +363,10 @@ TEST(Stress, AllocationDuringThreadTeardown) {
 int main(int argc, char** argv) {
   testing::InitGoogleTest(&argc, argv);
   for (int i = 1; i < argc; ++i) {
-    if (strncmp(argv[i], "--seed=", 7) == 0) g_seed = strtoull(argv[i] + 7, nullptr, 10);
-    else if (strncmp(argv[i], "--scale=", 8) == 0) g_scale = atoi(argv[i] + 8);
+    if (strncmp(argv[i], "--seed=", 7) == 0)
+      g_seed = strtoull(argv[i] + 7, nullptr, 10);
+    else if (strncmp(argv[i], "--scale=", 8) == 0)
+      g_scale = atoi(argv[i] + 8);
   }
   if (g_scale < 1) g_scale = 1;
   printf("stress: seed=%llu scale=%d\n", (unsigned long long)g_seed, g_scale);

@@ -17,14 +17,16 @@ inline uint64_t mix(uint64_t x) {
 inline void fill(void* p, size_t n, uint64_t tag) {
   auto* b = static_cast<unsigned char*>(p);
   uint64_t k = mix(tag);
-  for (size_t i = 0; i < n; ++i) b[i] = static_cast<unsigned char>(k >> ((i & 7) * 8)) ^ static_cast<unsigned char>(i);
+  for (size_t i = 0; i < n; ++i)
+    b[i] = static_cast<unsigned char>(k >> ((i & 7) * 8)) ^ static_cast<unsigned char>(i);
 }
 
 inline bool check(const void* p, size_t n, uint64_t tag) {
   auto* b = static_cast<const unsigned char*>(p);
   uint64_t k = mix(tag);
   for (size_t i = 0; i < n; ++i)
-    if (b[i] != (static_cast<unsigned char>(k >> ((i & 7) * 8)) ^ static_cast<unsigned char>(i))) return false;
+    if (b[i] != (static_cast<unsigned char>(k >> ((i & 7) * 8)) ^ static_cast<unsigned char>(i)))
+      return false;
   return true;
 }
 

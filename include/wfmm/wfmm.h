@@ -48,20 +48,20 @@ int wfmm_collect(int force) WFMM_NOEXCEPT;
 /* Statistics, summed over per-thread counters when read. Reclamation fields stay 0 until
  * a program uses wfmm's safe memory reclamation. */
 struct wfmm_stats {
-  uint64_t bytes_in_use;      /* usable bytes of live blocks */
-  uint64_t bytes_mapped;      /* address space mapped from the OS */
-  uint64_t bytes_committed;   /* mapped and not purged: an upper bound on resident memory */
+  uint64_t bytes_in_use;    /* usable bytes of live blocks */
+  uint64_t bytes_mapped;    /* address space mapped from the OS */
+  uint64_t bytes_committed; /* mapped and not purged: an upper bound on resident memory */
   uint64_t blocks_in_use;
-  uint64_t retired;           /* blocks retired (reclamation) */
-  uint64_t reclaimed;         /* retired blocks freed */
-  uint64_t retired_pending;   /* retired, not yet freed */
+  uint64_t retired;         /* blocks retired (reclamation) */
+  uint64_t reclaimed;       /* retired blocks freed */
+  uint64_t retired_pending; /* retired, not yet freed */
   uint64_t retired_pending_bytes;
-  uint64_t era;               /* current global era */
-  uint64_t protect_slow;      /* protects that took the wait-free slow path */
-  uint64_t threads;           /* threads with a heap now */
-  uint64_t malloc_count;      /* allocations since start */
-  uint64_t free_count;        /* frees since start */
-  uint64_t segments_cached;   /* empty segments kept mapped for reuse */
+  uint64_t era;             /* current global era */
+  uint64_t protect_slow;    /* protects that took the wait-free slow path */
+  uint64_t threads;         /* threads with a heap now */
+  uint64_t malloc_count;    /* allocations since start */
+  uint64_t free_count;      /* frees since start */
+  uint64_t segments_cached; /* empty segments kept mapped for reuse */
 };
 
 void wfmm_stats_get(struct wfmm_stats* out) WFMM_NOEXCEPT;
