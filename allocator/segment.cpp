@@ -119,14 +119,15 @@ Segment* segment_alloc(SegmentKind kind, size_t size) {
   Segment* s = size == kSegmentSize ? cache_take(size, size) : cache_take(size, ~size_t(0));
   if (s != nullptr && s->size_ > size) {
     size_t old = s->size_;
-    void* q = os::remap_aligned(s, old, size, kSegmentSize);  // shrinking never moves
-    WFMM_ASSERT(q == s);
-    (void)q;
+    // Unmark the chunks given back before the kernel can hand them to anyone else.
     size_t keep_chunks = (size + kSegmentSize - 1) >> kSegmentShift;
     size_t old_chunks = (old + kSegmentSize - 1) >> kSegmentShift;
     if (old_chunks > keep_chunks)
       segment_map_clear(reinterpret_cast<char*>(s) + (keep_chunks << kSegmentShift),
                         (old_chunks - keep_chunks) << kSegmentShift);
+    bool shrunk = os::remap_in_place(s, old, size);  // shrinking never moves
+    WFMM_ASSERT(shrunk);
+    (void)shrunk;
     g_bytes_mapped.fetch_sub(int64_t(old - size), std::memory_order_relaxed);
     s->size_ = size;
   }
@@ -139,12 +140,16 @@ Segment* segment_alloc(SegmentKind kind, size_t size) {
     fresh = true;
     g_bytes_mapped.fetch_add(int64_t(size), std::memory_order_relaxed);
   }
-  init_header(s, kind, size, fresh);
   // A cached standard segment may come back as another kind: (re)write its map entry.
   uint16_t code = kind == SegmentKind::kSmall    ? kMapSmall
                   : kind == SegmentKind::kMedium ? kMapMedium
                                                  : kMapLarge;
-  segment_map_set(s, size, code);
+  if (!segment_map_set(s, size, code)) {  // only a fresh mapping can need a new leaf
+    os::unmap(s, size);
+    g_bytes_mapped.fetch_sub(int64_t(size), std::memory_order_relaxed);
+    return nullptr;
+  }
+  init_header(s, kind, size, fresh);
   return s;
 }
 

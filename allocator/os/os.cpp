@@ -55,20 +55,14 @@ bool purge(void* p, size_t size) {
   return madvise(p, size, MADV_DONTNEED) == 0;
 }
 
-void* remap_aligned(void* p, size_t old_size, size_t new_size, size_t align) {
+bool remap_in_place(void* p, size_t old_size, size_t new_size) {
   ErrnoGuard g;
-  // In place first: no address change, no page-table copy.
-  void* q = mremap(p, old_size, new_size, 0);
-  if (q != MAP_FAILED) return q;
-  // Move: reserve an aligned window, then move the pages into it (no data copy).
-  void* dst = map_aligned(new_size, align);
-  if (dst == nullptr) return nullptr;
-  q = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
-  if (q == MAP_FAILED) {
-    munmap(dst, new_size);
-    return nullptr;
-  }
-  return q;
+  return mremap(p, old_size, new_size, 0) != MAP_FAILED;
+}
+
+bool move_mapping(void* p, size_t old_size, size_t new_size, void* dst) {
+  ErrnoGuard g;
+  return mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dst) != MAP_FAILED;
 }
 
 uint64_t random64() {

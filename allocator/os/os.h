@@ -18,10 +18,14 @@ void unmap(void* p, size_t size);
 // afterwards. Returns false if the OS refused (the memory is then simply kept).
 bool purge(void* p, size_t size);
 
-// Resizes a mapping made by map_aligned to new_size, keeping its contents and an alignment
-// of `align`. Grows in place if possible, else moves without copying (mremap). Returns the
-// (possibly new) address or null, in which case the old mapping is untouched.
-void* remap_aligned(void* p, size_t old_size, size_t new_size, size_t align);
+// Resizes the mapping at p in place (mremap without moving). Shrinking always succeeds.
+// False if the pages after it are taken; the mapping is then untouched.
+bool remap_in_place(void* p, size_t old_size, size_t new_size);
+
+// Moves the pages of [p, p+old_size) to dst (a mapping of new_size >= old_size from
+// map_aligned, which it replaces) without copying (mremap). False on failure: both
+// mappings are then untouched.
+bool move_mapping(void* p, size_t old_size, size_t new_size, void* dst);
 
 // 64 random bits (getrandom, falling back to a time/address mix if it is unavailable).
 uint64_t random64();

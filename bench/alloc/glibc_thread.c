@@ -1,0 +1,78 @@
+/* glibc-thread: per-thread random replacement in the spirit of glibc's bench-malloc-thread
+ * (our own implementation).
+ *
+ * Each of `threads` threads keeps a private working set of `slots` blocks and, `ops` times,
+ * replaces a random one: check and free the old block, allocate a new one of a random size
+ * (75% 16..128 B, 20% 129 B..1 KiB, 5% 1..32 KiB) and fill it. No block crosses threads;
+ * this measures the per-thread fast paths and scaling.
+ *
+ * Parameters (name=value):
+ *   threads  threads                        default 2
+ *   ops      replacements per thread        default 6000000
+ *   slots    working-set blocks per thread  default 1000
+ *   seed     random seed                    default 5
+ * Output: one line with the parameters and the checksum of every block freed.
+ */
+#include "common.h"
+
+static param_t P[] = {
+    {"threads", 2, "threads"},
+    {"ops", 6000000, "replacements per thread"},
+    {"slots", 1000, "working-set blocks per thread"},
+    {"seed", 5, "random seed"},
+    {0, 0, 0},
+};
+
+static long ops, nslots;
+static uint64_t seed;
+
+typedef struct {
+  long id;
+  uint64_t sum;
+} worker_t;
+
+static size_t pick_size(rng_t *r) {
+  uint64_t k = rng_next(r) % 100;
+  if (k < 75) return (size_t)rng_range(r, 16, 128);
+  if (k < 95) return (size_t)rng_range(r, 129, 1024);
+  return (size_t)rng_range(r, 1025, 32768);
+}
+
+static void *worker(void *arg) {
+  worker_t *w = (worker_t *)arg;
+  rng_t r = rng_make(seed, (uint64_t)w->id, 5);
+  obj_t *s = (obj_t *)CALLOC((size_t)nslots, sizeof(obj_t));
+  uint64_t sum = 0;
+  for (long i = 0; i < ops; i++) {
+    obj_t *o = &s[rng_next(&r) % (uint64_t)nslots];
+    sum += obj_free(o);
+    *o = obj_new(pick_size(&r), &r);
+  }
+  for (long i = 0; i < nslots; i++) sum += obj_free(&s[i]);
+  free(s);
+  w->sum = sum;
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  params_parse(argc, argv, P, "glibc-thread: per-thread random replacement in a working set.");
+  long threads = param_in(P, "threads", 1, 64);
+  ops = param_in(P, "ops", 0, 1L << 40);
+  nslots = param_in(P, "slots", 1, 1L << 24);
+  seed = (uint64_t)param(P, "seed");
+  pthread_t *th = (pthread_t *)MALLOC((size_t)threads * sizeof(pthread_t));
+  worker_t *w = (worker_t *)CALLOC((size_t)threads, sizeof(worker_t));
+  for (long t = 0; t < threads; t++) {
+    w[t].id = t;
+    xpthread_create(&th[t], worker, &w[t]);
+  }
+  uint64_t sum = 0;
+  for (long t = 0; t < threads; t++) {
+    xpthread_join(th[t]);
+    sum += w[t].sum;
+  }
+  free(th);
+  free(w);
+  print_result("glibc-thread", P, sum);
+  return 0;
+}
