@@ -246,7 +246,7 @@ TEST(Stress, ThreadChurnLeavesBlocksForOthersAndDoesNotGrow) {
   }
 }
 
-TEST(Stress, ForkWhileOtherThreadsAllocate) {
+TEST(Stress, ForkFromMainAndWorkerWhileOtherThreadsAllocate) {
   std::atomic<bool> stop{false};
   constexpr int kWorkers = 4;
   constexpr size_t kShared = 256;
@@ -268,11 +268,10 @@ TEST(Stress, ForkWhileOtherThreadsAllocate) {
       }
     });
   }
-  const int forks = 30 * g_scale;
-  for (int f = 0; f < forks; ++f) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  // Half the forks come from the main thread, half from a worker that allocates too.
+  auto fork_and_check = [&]() -> int {
     pid_t pid = fork();
-    ASSERT_GE(pid, 0);
+    if (pid < 0) return -1;
     if (pid == 0) {
       alarm(20);  // a deadlock in the child fails the test instead of hanging it
       int bad = 0;
@@ -297,10 +296,26 @@ TEST(Stress, ForkWhileOtherThreadsAllocate) {
       _exit(bad == 0 ? 0 : 3);
     }
     int status = 0;
-    ASSERT_EQ(waitpid(pid, &status, 0), pid);
-    ASSERT_TRUE(WIFEXITED(status)) << "child killed by signal " << WTERMSIG(status);
-    ASSERT_EQ(WEXITSTATUS(status), 0);
+    if (waitpid(pid, &status, 0) != pid) return -2;
+    if (!WIFEXITED(status)) return 1000 + WTERMSIG(status);
+    return WEXITSTATUS(status);
+  };
+  const int forks = 15 * g_scale;
+  std::atomic<int> worker_result{0};
+  std::thread forker([&] {
+    Rng r(g_seed * 131);
+    for (int f = 0; f < forks && worker_result.load() == 0; ++f) {
+      for (int k = 0; k < 200; ++k) wfmm_free(make_block(16 + r.below(4000), k));
+      worker_result = fork_and_check();
+    }
+  });
+  for (int f = 0; f < forks; ++f) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    int rc = fork_and_check();
+    ASSERT_EQ(rc, 0) << "child of the main thread: exit status (1000+ = signal)";
   }
+  forker.join();
+  EXPECT_EQ(worker_result.load(), 0) << "child of a worker: exit status (1000+ = signal)";
   stop = true;
   for (auto& t : ts) t.join();
   for (auto& s : shared) {
