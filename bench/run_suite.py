@@ -61,14 +61,14 @@ FULL_FACTOR = 5
 
 FAMILIES = [  # (key, title, what it stresses)
     ("transfer", "Threads handing blocks to each other",
-     "blocks freed by a thread other than the one that allocated them, often after it exited"),
+     "Blocks freed by a thread other than the one that allocated them, often after it exited"),
     ("sharing", "False sharing",
-     "whether the allocator gives different threads' small blocks neighbouring bytes"),
+     "Whether the allocator gives different threads' small blocks neighbouring bytes"),
     ("local", "Thread-local loops and size spectra",
-     "fast paths, size classes and per-thread scaling, no block crosses threads"),
-    ("large", "Large blocks", "2 to 20 MiB blocks: mapping, reuse and return of memory"),
+     "Fast paths, size classes and per-thread scaling; no block crosses threads"),
+    ("large", "Large blocks", "Blocks of 2 to 20 MiB: mapping, reuse and return of memory"),
     ("programs", "Real programs",
-     "tests/programs/*.sh: whole programs (and their process trees) under LD_PRELOAD"),
+     "Whole programs (tests/programs/*.sh, with their process trees) under LD_PRELOAD"),
 ]
 
 
@@ -112,13 +112,13 @@ ALLOC_WORKLOADS = [
           "rounds", _t("threads")),
     Alloc("xmalloc", "transfer", "xmalloc",
           "producer/consumer through a queue of batches: every free is remote",
-          dict(producers=1, consumers=1, objects=4000000, batch=64, queue=64, min=16, max=512,
+          dict(producers=1, consumers=1, objects=6000000, batch=256, queue=64, min=16, max=512,
                seed=7),
           "objects", lambda t: dict(producers=t // 2, consumers=t // 2), (2,), (2, 4)),
     Alloc("mstress", "transfer", "mstress",
           "random malloc/calloc/realloc/free (16 B..256 KiB); half of each thread's blocks "
           "pass to another thread after every round",
-          dict(threads=2, rounds=50, ops=40000, slots=2000, seed=11), "rounds", _t("threads")),
+          dict(threads=2, rounds=80, ops=40000, slots=2000, seed=11), "rounds", _t("threads")),
     Alloc("rptest", "transfer", "rptest",
           "mixed bursts (16 B..64 KiB) into a FIFO ring, 1/16 reallocated, blocks handed to "
           "the next live thread every 4th iteration",
@@ -127,7 +127,7 @@ ALLOC_WORKLOADS = [
     Alloc("sh8bench", "transfer", "sh8bench",
           "batches of 1000 blocks (1..1000 B): half freed locally last-first, half sent to "
           "the next thread and freed there",
-          dict(threads=2, iterations=3000, batch=1000, min=1, max=1000, seed=23),
+          dict(threads=2, iterations=4500, batch=1000, min=1, max=1000, seed=23),
           "iterations", _t("threads"), (2,), (2, 4)),
     Alloc("thread-churn", "transfer", "thread_churn",
           "generations of threads that allocate 2000 blocks, free 3/4, leave 1/4 to the next "
@@ -150,16 +150,16 @@ ALLOC_WORKLOADS = [
     Alloc("glibc-thread", "local", "glibc_thread",
           "per-thread random replacement in a 1000-block working set (16 B..32 KiB, mostly "
           "small)",
-          dict(threads=2, ops=6000000, slots=1000, seed=5), "ops", _t("threads")),
+          dict(threads=2, ops=9000000, slots=1000, seed=5), "ops", _t("threads")),
     Alloc("alloc-test", "local", "alloc_test",
           "per-thread random replacement, sizes log-uniform 16 B..64 KiB (every octave "
           "equally often)",
-          dict(threads=2, ops=1000000, slots=2048, min=16, max=65536, seed=13), "ops",
+          dict(threads=2, ops=2000000, slots=2048, min=16, max=65536, seed=13), "ops",
           _t("threads")),
     Alloc("sh6bench", "local", "sh6bench",
           "per-thread batches of 1000 blocks (1..1000 B), odd ones freed last-first and "
           "reallocated, then all freed first-first",
-          dict(threads=2, iterations=3000, batch=1000, min=1, max=1000, seed=19),
+          dict(threads=2, iterations=6000, batch=1000, min=1, max=1000, seed=19),
           "iterations", _t("threads")),
     Alloc("malloc-large", "large", "malloc_large",
           "one thread replaces random blocks of 2..20 MiB in an 8-block window, touching "
@@ -179,18 +179,19 @@ class Workload:
 
 
 def program_description(path):
-    """The first comment line after the shebang of a tests/programs script."""
+    """The comment block after the shebang of a tests/programs script, as one line."""
+    lines = []
     try:
         with open(path) as f:
             for line in f:
                 if line.startswith("#!"):
                     continue
-                if line.startswith("#"):
-                    return line.lstrip("#").strip()
-                break
+                if not line.startswith("#"):
+                    break
+                lines.append(line.lstrip("#").strip())
     except OSError:
         pass
-    return ""
+    return " ".join(lines)
 
 
 def all_workloads(full):
@@ -520,7 +521,7 @@ def make_report(args, mode, workloads, names, results, notes, elapsed, isolated,
         L.append(f"## {title}")
         L.append("")
         extra = f" SCALE={prog_scale}." if key == "programs" else ""
-        L.append(f"{what[0].upper() + what[1:]}.{extra}")
+        L.append(f"{what}.{extra}")
         L.append("")
         L.append("| workload | | " + " | ".join(names) + " |")
         L.append("|---|---|" + "---:|" * len(names))
@@ -665,7 +666,6 @@ def make_plots(outdir, workloads, names, results):
             data = os.path.join(td, fn + ".dat")
             vals = []
             with open(data, "w") as f:
-                f.write("workload " + " ".join(others) + "\n")
                 for w in rows:
                     rs = [ratio(results, w, a, key) for a in others]
                     vals += [r for r in rs if r is not None]
@@ -688,13 +688,13 @@ set boxwidth 0.9
 set logscale y 2
 set yrange [{lo:.4f}:{hi:.4f}]
 set ylabel 'ratio to mimalloc (log scale); failed runs have no bar'
-set xtics rotate by -35 nomirror
+set xtics rotate by 30 right nomirror
 set grid ytics
-set key top left
+set key outside top center horizontal
 set arrow from graph 0, first 1 to graph 1, first 1 nohead lw 2 lc rgb 'black'
 set arrow from graph 0, first 1.25 to graph 1, first 1.25 nohead dt 2 lc rgb 'red'
-set label 'mimalloc = 1' at graph 1, first 1 right offset 0,0.6
-set label 'target limit 1.25' at graph 1, first 1.25 right offset 0,0.6 tc rgb 'red'
+set label 'mimalloc = 1' at graph 0.005, first 1 left offset 0,-0.7
+set label 'target limit 1.25' at graph 0.005, first 1.25 left offset 0,0.7 tc rgb 'red'
 plot {cols}
 """
             sp = os.path.join(td, fn + ".gp")

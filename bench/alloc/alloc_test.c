@@ -8,7 +8,7 @@
  *
  * Parameters (name=value):
  *   threads  threads                        default 2
- *   ops      replacements per thread        default 1000000
+ *   ops      replacements per thread        default 2000000
  *   slots    working-set blocks per thread  default 2048
  *   min,max  size range in bytes            default 16, 65536
  *   seed     random seed                    default 13
@@ -18,7 +18,7 @@
 
 static param_t P[] = {
     {"threads", 2, "threads"},
-    {"ops", 1000000, "replacements per thread"},
+    {"ops", 2000000, "replacements per thread"},
     {"slots", 2048, "working-set blocks per thread"},
     {"min", 16, "smallest block (bytes)"},
     {"max", 65536, "largest block (bytes)"},

@@ -8,7 +8,7 @@
  *
  * Parameters (name=value):
  *   threads  threads                        default 2
- *   ops      replacements per thread        default 6000000
+ *   ops      replacements per thread        default 9000000
  *   slots    working-set blocks per thread  default 1000
  *   seed     random seed                    default 5
  * Output: one line with the parameters and the checksum of every block freed.
@@ -17,7 +17,7 @@
 
 static param_t P[] = {
     {"threads", 2, "threads"},
-    {"ops", 6000000, "replacements per thread"},
+    {"ops", 9000000, "replacements per thread"},
     {"slots", 1000, "working-set blocks per thread"},
     {"seed", 5, "random seed"},
     {0, 0, 0},

@@ -12,7 +12,7 @@
  *
  * Parameters (name=value):
  *   threads  threads                          default 2
- *   rounds   rounds                           default 50
+ *   rounds   rounds                           default 80
  *   ops      operations per thread per round  default 40000
  *   slots    slots per thread                 default 2000
  *   seed     random seed                      default 11
@@ -22,7 +22,7 @@
 
 static param_t P[] = {
     {"threads", 2, "threads"},
-    {"rounds", 50, "rounds (a transfer after each)"},
+    {"rounds", 80, "rounds (a transfer after each)"},
     {"ops", 40000, "operations per thread per round"},
     {"slots", 2000, "slots per thread"},
     {"seed", 11, "random seed"},

@@ -8,7 +8,7 @@
  *
  * Parameters (name=value):
  *   threads     threads                        default 2
- *   iterations  batches per thread             default 3000
+ *   iterations  batches per thread             default 6000
  *   batch       blocks per batch               default 1000
  *   min,max     block size range in bytes      default 1, 1000
  *   seed        seed for the content tags      default 19
@@ -18,7 +18,7 @@
 
 static param_t P[] = {
     {"threads", 2, "threads"},
-    {"iterations", 3000, "batches per thread"},
+    {"iterations", 6000, "batches per thread"},
     {"batch", 1000, "blocks per batch"},
     {"min", 1, "smallest block (bytes)"},
     {"max", 1000, "largest block (bytes)"},

@@ -10,8 +10,8 @@
  * Parameters (name=value):
  *   producers  allocating threads                  default 1
  *   consumers  freeing threads                     default 1
- *   objects    blocks per producer                 default 4000000
- *   batch      blocks per batch                    default 64
+ *   objects    blocks per producer                 default 6000000
+ *   batch      blocks per batch                    default 256
  *   queue      queue capacity in batches           default 64
  *   min,max    block size range in bytes           default 16, 512
  *   seed       random seed                         default 7
@@ -22,8 +22,8 @@
 static param_t P[] = {
     {"producers", 1, "allocating threads"},
     {"consumers", 1, "freeing threads"},
-    {"objects", 4000000, "blocks per producer"},
-    {"batch", 64, "blocks per batch"},
+    {"objects", 6000000, "blocks per producer"},
+    {"batch", 256, "blocks per batch"},
     {"queue", 64, "queue capacity (batches)"},
     {"min", 16, "smallest block (bytes)"},
     {"max", 512, "largest block (bytes)"},
