@@ -20,45 +20,6 @@ size_t block_offset(uintptr_t seg, size_t align) {
   return b - seg;
 }
 
-size_t chunks(size_t bytes) { return (bytes + kSegmentSize - 1) >> kSegmentShift; }
-
-// Resizes a huge segment's mapping; returns its (possibly new) address, or null with the
-// old mapping and its map entries intact. Map entries are removed before the kernel gets
-// pages back and added only for pages that are ours: another thread may map a segment
-// into freed address space at any moment.
-Segment* huge_remap(Segment* s, size_t old_size, size_t new_size) {
-  char* base = reinterpret_cast<char*>(s);
-  if (new_size < old_size) {
-    if (chunks(old_size) > chunks(new_size))
-      segment_map_clear(base + (chunks(new_size) << kSegmentShift),
-                        (chunks(old_size) - chunks(new_size)) << kSegmentShift);
-    bool ok = os::remap_in_place(s, old_size, new_size);  // shrinking never fails
-    WFMM_ASSERT(ok);
-    (void)ok;
-    return s;
-  }
-  if (os::remap_in_place(s, old_size, new_size)) {
-    if (segment_map_set(s, new_size, kMapLarge)) return s;
-    os::remap_in_place(s, new_size, old_size);  // no leaf for the new range: undo
-    return nullptr;
-  }
-  // Move: an aligned reservation, marked first, then the pages moved into it (no copy).
-  void* dst = os::map_aligned(new_size, kSegmentSize);
-  if (dst == nullptr) return nullptr;
-  if (!segment_map_set(dst, new_size, kMapLarge)) {
-    os::unmap(dst, new_size);
-    return nullptr;
-  }
-  segment_map_clear(s, old_size);
-  if (!os::move_mapping(s, old_size, new_size, dst)) {
-    segment_map_clear(dst, new_size);
-    os::unmap(dst, new_size);
-    segment_map_set(s, old_size, kMapLarge);  // its leaves exist: cannot fail
-    return nullptr;
-  }
-  return static_cast<Segment*>(dst);
-}
-
 }  // namespace
 
 void* large_alloc(size_t n, size_t align) {
@@ -127,11 +88,8 @@ void* large_resize(Segment* s, void* /*p*/, size_t n) {
     if ((new_size >> kSegmentShift) >= kMaxMappingSegments) return nullptr;
     size_t old_size = s->size_;
     if (new_size != old_size) {
-      s = huge_remap(s, old_size, new_size);
+      s = segment_resize(s, new_size);
       if (s == nullptr) return nullptr;
-      s->size_ = new_size;
-      s->cookie_ = kSegmentCookie ^ reinterpret_cast<uintptr_t>(s);
-      g_bytes_mapped.fetch_add(int64_t(new_size) - int64_t(old_size), std::memory_order_relaxed);
     }
     pg = &s->pages_[0];
     pg->start_ = reinterpret_cast<uintptr_t>(s) + off;

@@ -22,13 +22,56 @@ std::atomic<int64_t> g_huge_cached_bytes{0};
 inline constexpr int64_t kHugeCacheBytes = int64_t(64) << 20;
 HandoffStack<Segment> g_abandoned;
 
-// Takes the smallest cached segment of a size in [lo, hi], or null (also when the cache is
-// busy).
-Segment* cache_take(size_t lo, size_t hi) {
+size_t chunks(size_t bytes) { return (bytes + kSegmentSize - 1) >> kSegmentShift; }
+
+// Resizes a huge segment's mapping; returns its (possibly new) address, or null with the
+// old mapping and its map entries intact. Map entries are removed before the kernel gets
+// pages back and added only for pages that are ours: another thread may map a segment
+// into freed address space at any moment.
+Segment* huge_remap(Segment* s, size_t old_size, size_t new_size) {
+  char* base = reinterpret_cast<char*>(s);
+  WFMM_ASSERT(old_size > kSegmentSize || new_size > kSegmentSize);
+  if (new_size < old_size) {
+    if (chunks(old_size) > chunks(new_size))
+      segment_map_clear(base + (chunks(new_size) << kSegmentShift),
+                        (chunks(old_size) - chunks(new_size)) << kSegmentShift);
+    bool ok = os::remap_in_place(s, old_size, new_size);  // shrinking never fails
+    WFMM_ASSERT(ok);
+    (void)ok;
+    return s;
+  }
+  if (os::remap_in_place(s, old_size, new_size)) {
+    if (segment_map_set(s, new_size, kMapLarge)) return s;
+    os::remap_in_place(s, new_size, old_size);  // no leaf for the new range: undo
+    return nullptr;
+  }
+  // Move: an aligned reservation, marked first, then the pages moved into it (no copy).
+  void* dst = os::map_aligned(new_size, kSegmentSize);
+  if (dst == nullptr) return nullptr;
+  if (!segment_map_set(dst, new_size, kMapLarge)) {
+    os::unmap(dst, new_size);
+    return nullptr;
+  }
+  segment_map_clear(s, old_size);
+  if (!os::move_mapping(s, old_size, new_size, dst)) {
+    segment_map_clear(dst, new_size);
+    os::unmap(dst, new_size);
+    segment_map_set(s, old_size, kMapLarge);  // its leaves exist: cannot fail
+    return nullptr;
+  }
+  return static_cast<Segment*>(dst);
+}
+
+
+// Takes the smallest cached segment of a size in [lo, hi]; failing that, if `grow_from` is
+// non-zero, the largest one of at least that size below lo (the caller grows it). Null if
+// none (also when the cache is busy).
+Segment* cache_take(size_t lo, size_t hi, size_t grow_from = 0) {
   if (g_segments_cached.load(std::memory_order_relaxed) <= 0 || !g_cache.try_begin())
     return nullptr;
   g_cache.drain(kDrainBudget);
   Segment** best = nullptr;
+  Segment** below = nullptr;
   Segment** pp = &g_cache.owned();
   // Bound: the cache holds at most option(kSegmentCache) (<= 1024) entries plus in-flight
   // pushes; we look at no more than 32 of them.
@@ -38,7 +81,11 @@ Segment* cache_take(size_t lo, size_t hi) {
       best = pp;
       if (s->size_ == lo) break;
     }
+    if (grow_from != 0 && s->size_ >= grow_from && s->size_ < lo &&
+        (below == nullptr || s->size_ > (*below)->size_))
+      below = pp;
   }
+  if (best == nullptr) best = below;
   Segment* found = nullptr;
   if (best != nullptr) {
     found = *best;
@@ -103,6 +150,16 @@ void init_header(Segment* s, SegmentKind kind, size_t size, bool fresh) {
 
 }  // namespace
 
+Segment* segment_resize(Segment* s, size_t new_size) {
+  size_t old_size = s->size_;
+  s = huge_remap(s, old_size, new_size);
+  if (s == nullptr) return nullptr;
+  s->size_ = new_size;
+  s->cookie_ = kSegmentCookie ^ reinterpret_cast<uintptr_t>(s);
+  g_bytes_mapped.fetch_add(int64_t(new_size) - int64_t(old_size), std::memory_order_relaxed);
+  return s;
+}
+
 size_t page_area(const Segment* s, const Page* pg) {
   if (s->kind_ == SegmentKind::kSmall) return pg->index_ == 0 ? 0 : size_t(1) << kSmallPageShift;
   if (s->kind_ == SegmentKind::kMedium)
@@ -113,23 +170,19 @@ size_t page_area(const Segment* s, const Page* pg) {
 Segment* segment_alloc(SegmentKind kind, size_t size) {
   bool fresh = false;
   // Standard segments are interchangeable; huge ones are reused within 25% of their size.
-  // Standard segments are interchangeable; a huge request takes the smallest cached huge
-  // segment that fits and gives the excess back (mremap shrinks in place), so its
-  // resident pages are reused without a fault and nothing extra stays resident.
-  Segment* s = size == kSegmentSize ? cache_take(size, size) : cache_take(size, ~size_t(0));
-  if (s != nullptr && s->size_ > size) {
-    size_t old = s->size_;
-    // Unmark the chunks given back before the kernel can hand them to anyone else.
-    size_t keep_chunks = (size + kSegmentSize - 1) >> kSegmentShift;
-    size_t old_chunks = (old + kSegmentSize - 1) >> kSegmentShift;
-    if (old_chunks > keep_chunks)
-      segment_map_clear(reinterpret_cast<char*>(s) + (keep_chunks << kSegmentShift),
-                        (old_chunks - keep_chunks) << kSegmentShift);
-    bool shrunk = os::remap_in_place(s, old, size);  // shrinking never moves
-    WFMM_ASSERT(shrunk);
-    (void)shrunk;
-    g_bytes_mapped.fetch_sub(int64_t(old - size), std::memory_order_relaxed);
-    s->size_ = size;
+  // Standard segments are interchangeable. A huge request reuses a cached huge segment's
+  // resident pages: the smallest that fits (given back down to the request when it is more
+  // than four times as big), else the largest smaller one, grown by mremap (its pages move
+  // with it; only the extension is new memory).
+  Segment* s = size == kSegmentSize ? cache_take(size, size) : cache_take(size, ~size_t(0), kSegmentSize + 1);
+  if (s != nullptr && s->size_ != size && (s->size_ < size || s->size_ > 4 * size)) {
+    Segment* r = segment_resize(s, size);
+    if (r == nullptr) {
+      unmap_segment(s);
+      s = nullptr;
+    } else {
+      s = r;
+    }
   }
   if (s != nullptr) {
     size = s->size_;

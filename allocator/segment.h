@@ -15,6 +15,9 @@ extern std::atomic<int64_t> g_segments_cached;
 // to kSegmentSize, registered in the segment map, header constructed for `kind`.
 // `extra_align` > 0 asks for that much slack for aligned huge blocks. Null on OOM.
 Segment* segment_alloc(SegmentKind kind, size_t size);
+// Resizes a huge segment's mapping (mremap: in place, or moved without copying) and its
+// map entries; returns its new address, or null with the segment untouched.
+Segment* segment_resize(Segment* s, size_t new_size);
 // Gives an unowned segment with no live block back: to the cache if it is allowed, else OS.
 void segment_release(Segment* s);
 // Hands a segment with live blocks to whoever adopts it next. Pre: no page has an owner.
