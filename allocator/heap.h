@@ -35,6 +35,15 @@ WFMM_INLINE void stat_add(std::atomic<int64_t>& c, int64_t v) {
   c.store(c.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
 }
 
+// The fast paths' counter increment: one non-locked add to memory. The owner is the only
+// writer; an aligned 8-byte add's store is single-copy atomic on x86-64, so a reader's
+// relaxed load sees the old or the new value. (Written as asm because the C++ spelling,
+// a relaxed load plus store, compiles to three instructions.)
+WFMM_INLINE void stat_inc(std::atomic<int64_t>& c) {
+  static_assert(sizeof(c) == sizeof(int64_t));
+  asm volatile("addq $1, %0" : "+m"(*reinterpret_cast<int64_t*>(&c)));
+}
+
 // The malloc fast path: a pop from the current page of the size class, or null when the
 // caller must take the slow path (size above kMediumMax, or the page's free list is empty).
 WFMM_INLINE void* heap_malloc_fast(size_t n) {
@@ -52,7 +61,7 @@ WFMM_INLINE void* heap_malloc_fast(size_t n) {
     pg->free_ = pg->decode(b->next.load(std::memory_order_relaxed));
     b->next.store(0, std::memory_order_relaxed);  // a live block carries no valid link
     pg->used_++;
-    stat_add(h->stats_.malloc_class[pg->class_], 1);
+    stat_inc(h->stats_.malloc_class[pg->class_]);
     return b;
   }
   return nullptr;
@@ -82,7 +91,7 @@ WFMM_INLINE void heap_free(void* p, const char* who) {
                       !pg->link_looks_free(b->next.load(std::memory_order_relaxed)))) {
         b->next.store(pg->encode(pg->local_free_), std::memory_order_relaxed);
         pg->local_free_ = b;
-        stat_add(h->stats_.free_class[pg->class_], 1);
+        stat_inc(h->stats_.free_class[pg->class_]);
         // An emptied page that is still this class's current page stays put: a malloc/free
         // pair loop reuses it without a call.
         if (WFMM_UNLIKELY(--pg->used_ == 0) && h->cur_[pg->class_] != pg) page_became_empty(h, pg);
