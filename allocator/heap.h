@@ -57,14 +57,18 @@ WFMM_INLINE void* heap_malloc_fast(size_t n) {
     return nullptr;
   }
   Block* b = pg->free_;
-  if (WFMM_LIKELY(b != nullptr)) {
-    pg->free_ = pg->decode(b->next.load(std::memory_order_relaxed));
-    b->next.store(0, std::memory_order_relaxed);  // a live block carries no valid link
-    pg->used_++;
-    stat_inc(h->stats_.malloc_class[pg->class_]);
-    return b;
+  if (WFMM_UNLIKELY(b == nullptr)) {
+    // The common refill: this thread's own frees, no atomics, no call. (The empty page
+    // has none, so a thread's first malloc still reaches the slow path.)
+    b = pg->local_free_;
+    if (b == nullptr) return nullptr;
+    pg->local_free_ = nullptr;
   }
-  return nullptr;
+  pg->free_ = pg->decode(b->next.load(std::memory_order_relaxed));
+  b->next.store(0, std::memory_order_relaxed);  // a live block carries no valid link
+  pg->used_++;
+  stat_inc(h->stats_.malloc_class[pg->class_]);
+  return b;
 }
 
 WFMM_INLINE void* heap_malloc(size_t n) {
