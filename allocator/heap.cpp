@@ -290,6 +290,11 @@ void page_free(Heap* h, Page* pg, bool may_release) {
 // Purges empty pages whose delay has passed; releases segments left with no used page.
 // Bound: kPurgeLimit pages.
 void housekeeping(Heap* h) {
+  if (h->large_stash_ != nullptr &&
+      os::now_ms() - h->large_stash_ms_ >= uint64_t(option(Opt::kPurgeDelayMs))) {
+    segment_release(h->large_stash_);
+    h->large_stash_ = nullptr;
+  }
   if (h->free_dirty_[0].head == nullptr && h->free_dirty_[1].head == nullptr) {
     segment_cache_expire(false);
     return;
@@ -480,6 +485,10 @@ Heap* thread_init() {
 // go to the cache; the rest are abandoned for another thread to adopt. Bound: segments
 // owned x 64 pages, each collected once.
 void heap_abandon(Heap* h) {
+  if (h->large_stash_ != nullptr) {
+    segment_release(h->large_stash_);
+    h->large_stash_ = nullptr;
+  }
   Segment* s = h->segments_;
   while (s != nullptr) {
     Segment* next = s->next_;
@@ -684,6 +693,11 @@ void free_not_local(void* p, const char* who) {
 bool collect(bool force) {
   Heap* h = t_heap;
   bool released = false;
+  if (h != &g_empty_heap && h->large_stash_ != nullptr) {
+    segment_release(h->large_stash_);
+    h->large_stash_ = nullptr;
+    released = true;
+  }
   if (h != &g_empty_heap) {
     // Bound: the pages of this heap, each collected and possibly purged once.
     for (Segment* s = h->segments_; s != nullptr;) {

@@ -30,7 +30,14 @@ void* large_alloc(size_t n, size_t align) {
   SegmentKind kind = need <= kSegmentSize ? SegmentKind::kLarge : SegmentKind::kHuge;
   size_t size = kind == SegmentKind::kLarge ? kSegmentSize : round_page(need);
   if ((size >> kSegmentShift) >= kMaxMappingSegments) return nullptr;
-  Segment* s = segment_alloc(kind, size);
+  Heap* h = t_heap;
+  Segment* s;
+  if (kind == SegmentKind::kLarge && h->large_stash_ != nullptr) {
+    s = segment_reuse(h->large_stash_, kind);
+    h->large_stash_ = nullptr;
+  } else {
+    s = segment_alloc(kind, size);
+  }
   if (s == nullptr) return nullptr;
   uintptr_t base = reinterpret_cast<uintptr_t>(s);
   size_t off = block_offset(base, align);
@@ -71,6 +78,13 @@ void large_free(Segment* s, void* p, const char* who) {
   if (pg->xlarge_live_.exchange(0, std::memory_order_acq_rel) != 1)
     return report_error(who, "double free of", p);
   count_free(large_usable(s, pg));
+  Heap* h = t_heap;
+  if (s->size_ == kSegmentSize && h != &g_empty_heap && h->large_stash_ == nullptr) {
+    segment_clear_pages(s);  // a stale free now finds no live block
+    h->large_stash_ = s;
+    h->large_stash_ms_ = os::now_ms();
+    return;
+  }
   segment_release(s);
 }
 

@@ -206,6 +206,26 @@ Segment* segment_alloc(SegmentKind kind, size_t size) {
   return s;
 }
 
+Segment* segment_reuse(Segment* s, SegmentKind kind) {
+  uint16_t code = kind == SegmentKind::kSmall    ? kMapSmall
+                  : kind == SegmentKind::kMedium ? kMapMedium
+                                                 : kMapLarge;
+  bool ok = segment_map_set(s, s->size_, code);  // its leaf exists: cannot fail
+  WFMM_ASSERT(ok);
+  (void)ok;
+  init_header(s, kind, s->size_, false);
+  return s;
+}
+
+void segment_clear_pages(Segment* s) {
+  for (unsigned i = 0; i < s->page_count_; ++i) {
+    Page& pg = s->pages_[i];
+    pg.block_size_ = 0;
+    pg.xspan_.store(0, std::memory_order_relaxed);
+    pg.xheap_.store(nullptr, std::memory_order_relaxed);
+  }
+}
+
 void segment_release(Segment* s) {
   s->xowner_.store(nullptr, std::memory_order_relaxed);
   // A stale free into a cached segment must find no block: clear every page descriptor.

@@ -18,6 +18,10 @@ Segment* segment_alloc(SegmentKind kind, size_t size);
 // Resizes a huge segment's mapping (mremap: in place, or moved without copying) and its
 // map entries; returns its new address, or null with the segment untouched.
 Segment* segment_resize(Segment* s, size_t new_size);
+// Re-initialises a standard segment (from a thread's stash) as `kind`.
+Segment* segment_reuse(Segment* s, SegmentKind kind);
+// Clears every page descriptor so a stale free into the segment finds no block.
+void segment_clear_pages(Segment* s);
 // Gives an unowned segment with no live block back: to the cache if it is allowed, else OS.
 void segment_release(Segment* s);
 // Hands a segment with live blocks to whoever adopts it next. Pre: no page has an owner.

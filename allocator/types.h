@@ -167,6 +167,10 @@ struct Heap {
   PageList free_dirty_[2];       // empty pages, not purged, oldest first (small, medium)
   PageList free_clean_[2];       // empty pages, purged
   Segment* segments_ = nullptr;  // small and medium segments this heap owns
+  // One emptied large segment kept by the thread that freed it, for its next large block:
+  // no trip through the shared cache (whose try-flag can be held by a preempted thread).
+  Segment* large_stash_ = nullptr;
+  uint64_t large_stash_ms_ = 0;
   std::atomic<Heap*> handoff_next{nullptr};  // heap pool
   Heap* handoff_link = nullptr;
   std::atomic<Heap*> xall_next_{nullptr};  // registry of every heap ever made
