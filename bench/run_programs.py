@@ -67,10 +67,10 @@ ALLOCATORS = [
 #     it replaces. A child that Python forks/vforks starts with (a copy of) this harness's
 #     address space, so a script spawned directly by this process would report at least the
 #     harness's own RSS (15 MiB or more), swamping small workloads. So the script is started
-#     as `setsid -f bash -c '...; exec bash SCRIPT'`: util-linux setsid (a small C program)
-#     forks the `bash -c` and exits at once without waiting for it; that bash, whose address
-#     space is just a small bash, execs `bash SCRIPT` (same pid, which it first writes to a
-#     pipe). The floor is then about a bash's RSS (~3 MiB), as under /usr/bin/time.
+#     as `setsid -f bash -c '...; exec "$@"' bench-launch bash SCRIPT`: util-linux setsid
+#     (a small C program) forks the `bash -c` and exits at once without waiting for it; that
+#     bash, whose address space is just a small bash, execs `bash SCRIPT` (same pid, which it
+#     first writes to a pipe). See run_measured() and LAUNCHERS below. The floor is then about a bash's RSS (~3 MiB), as under /usr/bin/time.
 #  2. This process makes itself a child subreaper (prctl PR_SET_CHILD_SUBREAPER), so the
 #     orphaned script is reparented to us and we can wait4() it. The same catches any other
 #     process of the tree whose parent exits without waiting for it (e.g. a detached
@@ -81,10 +81,25 @@ ALLOCATORS = [
 # includes the harness's RSS; the report says so).
 
 PR_SET_CHILD_SUBREAPER = 36
-# Runs in the `bash -c` that setsid forks: report our pid, set the allocator, become the script.
-LAUNCH = ('echo $$ >&"$BENCH_PIDFD"; fd=$BENCH_PIDFD; '
-          'if [ -n "$BENCH_PRELOAD" ]; then export LD_PRELOAD="$BENCH_PRELOAD"; fi; '
-          'unset BENCH_PIDFD BENCH_PRELOAD; exec bash "$0" {fd}>&-')
+
+# The launchers: the shell that `setsid -f` forks reports its pid, sets the allocator and
+# execs the workload ("$@"). Peak RSS survives exec, so the floor under a workload's peak RSS
+# is about the launcher shell's RSS.
+#  "bash": reports the pid through a pipe on fd $BENCH_PIDFD (closed before the exec), so the
+#          workload's stdout is untouched. Used for the tests/programs scripts, which run in a
+#          bash anyway (~3 MiB floor).
+#  "sh":   /bin/sh (dash) prints the pid as the first line of stdout, which the harness strips.
+#          dash, not bash, keeps the floor at about a dash's RSS (~1 MiB), not a bash's
+#          (~3.5 MiB), which matters for the smallest workloads (bench/run_suite.py).
+LAUNCHERS = {
+    "bash": ["bash", "-c",
+             'echo $$ >&"$BENCH_PIDFD"; fd=$BENCH_PIDFD; '
+             'if [ -n "$BENCH_PRELOAD" ]; then export LD_PRELOAD="$BENCH_PRELOAD"; fi; '
+             'unset BENCH_PIDFD BENCH_PRELOAD; exec "$@" {fd}>&-', "bench-launch"],
+    "sh": ["/bin/sh", "-c",
+           'echo $$; if [ -n "$BENCH_PRELOAD" ]; then export LD_PRELOAD="$BENCH_PRELOAD"; fi; '
+           'unset BENCH_PRELOAD; exec "$@"', "bench-launch"],
+}
 
 
 def become_subreaper():
@@ -95,51 +110,77 @@ def become_subreaper():
         return False
 
 
-def spawn(script, env, isolated):
-    """Starts the script with stdout/stderr on pipes; returns (pid, pgid, stdout, stderr).
-    isolated: through setsid -f with this process a subreaper (see above); else directly."""
+def spawn(argv, env, preload, isolated, launcher, cwd):
+    """Starts argv with stdout/stderr on pipes; returns (pid, stdout, stderr, early stdout).
+    isolated: through `setsid -f LAUNCHER` with this process a subreaper (see above); else
+    directly. The workload is a session and process-group leader either way."""
+    env = dict(env)
     if not isolated:
-        lib = env.pop("BENCH_PRELOAD", None)
-        if lib:
-            env["LD_PRELOAD"] = lib
-        p = subprocess.Popen(["bash", script], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, env=env, cwd=ROOT, start_new_session=True)
+        if preload:
+            env["LD_PRELOAD"] = preload
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=env, cwd=cwd, start_new_session=True)
         p.returncode = 0  # reaped by us with os.wait4; keep Popen from waiting
-        return p.pid, p.pid, p.stdout, p.stderr
-    r, w = os.pipe()
-    env["BENCH_PIDFD"] = str(w)
-    try:
-        p = subprocess.Popen(["setsid", "-f", "bash", "-c", LAUNCH, script],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, env=env, cwd=ROOT, pass_fds=(w,))
-    finally:
-        os.close(w)
-    with os.fdopen(r, "rb") as f:
-        line = f.read()
-    os.waitpid(p.pid, 0)  # setsid itself exits at once
-    p.returncode = 0
-    if not line.strip():
+        return p.pid, p.stdout, p.stderr, b""
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"unknown launcher {launcher!r}")
+    if preload:
+        env["BENCH_PRELOAD"] = preload
+    cmd = ["setsid", "-f"] + LAUNCHERS[launcher] + list(argv)
+    early = b""
+    if launcher == "bash":
+        r, w = os.pipe()
+        env["BENCH_PIDFD"] = str(w)
+        try:
+            p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, env=env, cwd=cwd, pass_fds=(w,))
+        finally:
+            os.close(w)
+        with os.fdopen(r, "rb") as f:
+            line = f.read()
+        os.waitpid(p.pid, 0)  # setsid itself exits at once
+        p.returncode = 0
+        ok = bool(line.strip())
+    else:
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=env, cwd=cwd)
+        os.waitpid(p.pid, 0)  # setsid itself exits at once
+        p.returncode = 0
+        # The first line of stdout is the workload's pid (the sh that execs it).
+        while b"\n" not in early:
+            data = os.read(p.stdout.fileno(), 4096)
+            if not data:
+                break
+            early += data
+        line, _, early = early.partition(b"\n")
+        ok = line.strip().isdigit()
+    if not ok:
         p.stdout.close()
         p.stderr.close()
-        raise RuntimeError("could not start the workload through setsid -f bash")
-    pid = int(line)
-    return pid, pid, p.stdout, p.stderr  # setsid made the script a session/group leader
+        raise RuntimeError(f"could not start the workload through setsid -f {launcher}")
+    return int(line), p.stdout, p.stderr, early
 
 
-def run_once(script, lib, extra_env, scale, timeout, isolated):
-    """Runs one workload; returns dict(rc, out, err, wall, cpu, rss_kib, why)."""
-    env = dict(os.environ)
-    env.pop("LD_PRELOAD", None)
-    env["SCALE"] = str(scale)
-    env.update(extra_env)
-    if lib:
-        env["BENCH_PRELOAD"] = lib
+def run_measured(argv, env, timeout, preload=None, launcher="bash", isolated=True, cwd=ROOT):
+    """The one measurement loop of the benchmarks (also used by bench/run_suite.py).
+
+    Runs argv (a str is a bash script: ["bash", argv]) with exactly the environment env,
+    LD_PRELOAD=preload (None: none), started as described at the top of this file through
+    the launcher shell ("bash" or "sh", see LAUNCHERS) when isolated, else directly.
+    Drains stdout/stderr until EOF, kills the process group at the timeout, reaps the
+    workload with os.wait4 and then (isolated) the orphans of its tree.
+    Returns (exit status, stdout bytes, stderr bytes, wall s, cpu s, peak RSS KiB, timed_out);
+    the exit status is os.waitstatus_to_exitcode's (negative: killed by that signal).
+    Raises OSError or RuntimeError when the workload could not be started."""
+    if isinstance(argv, str):
+        argv = ["bash", argv]
     t0 = time.perf_counter()
-    pid, pgid, stdout, stderr = spawn(script, env, isolated)
+    pid, stdout, stderr, early = spawn(argv, env, preload, isolated, launcher, cwd)
+    pgid = pid  # setsid (or start_new_session) made it a session and group leader
     deadline = t0 + timeout
     timed_out = False
-    chunks = {stdout: [], stderr: []}
-    pidfd = os.pidfd_open(pid)  # readable once the script has exited (not yet reaped)
+    chunks = {stdout: [early], stderr: []}
+    pidfd = os.pidfd_open(pid)  # readable once the workload has exited (not yet reaped)
     sel = selectors.DefaultSelector()
     for f in chunks:
         sel.register(f, selectors.EVENT_READ)
@@ -170,13 +211,14 @@ def run_once(script, lib, extra_env, scale, timeout, isolated):
     os.close(pidfd)
     if not exited:  # only after the give-up above; the group has been killed
         kill_group(pgid)
-    # Reap the script: rusage of it and of its waited-for descendants.
+    # Reap the workload: rusage of it and of its waited-for descendants.
     _, status, ru = os.wait4(pid, 0)
     rc = os.waitstatus_to_exitcode(status)
     cpu = ru.ru_utime + ru.ru_stime
     rss = ru.ru_maxrss
-    # Reap orphans of the tree that were reparented to us (see the comment at the top).
-    while True:
+    # Reap orphans of the tree that were reparented to us (see the comment at the top). Not
+    # isolated, we are no subreaper: orphans go to init and there is nothing to reap here.
+    while isolated:
         try:
             opid, _, ru = os.wait4(-1, os.WNOHANG)
         except ChildProcessError:
@@ -193,8 +235,18 @@ def run_once(script, lib, extra_env, scale, timeout, isolated):
         cpu += ru.ru_utime + ru.ru_stime
         rss = max(rss, ru.ru_maxrss)
     wall = time.perf_counter() - t0
-    out = b"".join(chunks[stdout])
-    err = b"".join(chunks[stderr]).decode(errors="replace")
+    return rc, b"".join(chunks[stdout]), b"".join(chunks[stderr]), wall, cpu, rss, timed_out
+
+
+def run_once(script, lib, extra_env, scale, timeout, isolated):
+    """Runs one workload script; returns dict(rc, out, err, wall, cpu, rss_kib, why)."""
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    env["SCALE"] = str(scale)
+    env.update(extra_env)
+    rc, out, err, wall, cpu, rss, timed_out = run_measured(
+        ["bash", script], env, timeout, preload=lib, launcher="bash", isolated=isolated)
+    err = err.decode(errors="replace")
     why = None
     if timed_out:
         why = f"timed out after {timeout:g} s"

@@ -30,14 +30,14 @@ to stderr. Exit status 1 when any run FAILED. Python 3 standard library only, Li
 
 Measurement: as bench/run_programs.py (whose helpers this imports), CPU time and peak RSS come
 from os.wait4() on the workload's process, with this process a child subreaper; see
-run_argv() for how the workload is started so that its peak RSS does not include ours.
+run_measured() there and run_argv() here for how the workload is started so that its peak
+RSS does not include ours.
 """
 import argparse
 import json
 import os
 import platform
 import re
-import selectors
 import shlex
 import shutil
 import statistics
@@ -231,111 +231,22 @@ def select(workloads, only):
 
 # ---- running one workload --------------------------------------------------------------------
 
-# Runs in the /bin/sh (dash) that `setsid -f` forks: print our pid as the first line of stdout,
-# set the allocator, become the workload. dash, not bash, because a process's peak RSS
-# survives exec (see bench/run_programs.py): the floor under a workload's peak RSS is then
-# about a dash's (~1 MiB), not a bash's (~3.5 MiB), which matters for the smallest workloads.
-LAUNCH = ('echo $$; if [ -n "$BENCH_PRELOAD" ]; then export LD_PRELOAD="$BENCH_PRELOAD"; fi; '
-          'unset BENCH_PRELOAD; exec "$@"')
-
-
 def run_argv(argv, lib, extra_env, timeout, isolated):
     """Runs argv once under the allocator lib (None: glibc); returns dict(rc, out, err, wall,
-    cpu, rss_kib, why). The method is bench/run_programs.py's run_once(), generalised from a
-    bash script to any command: started as `setsid -f sh -c LAUNCH argv...` with this process
-    a child subreaper, so the workload is reparented to us and its rusage (itself plus its
-    waited-for descendants) comes from os.wait4(); orphans of its tree are reaped and counted
-    too. CPU = ru_utime + ru_stime; peak RSS = ru_maxrss (the largest single process)."""
+    cpu, rss_kib, why). The measurement is bench/run_programs.py's run_measured(): started as
+    `setsid -f /bin/sh -c LAUNCH bench-launch argv...` with this process a child subreaper, so
+    the workload is reparented to us and its rusage (itself plus its waited-for descendants)
+    comes from os.wait4(); orphans of its tree are reaped and counted too. CPU = ru_utime +
+    ru_stime; peak RSS = ru_maxrss (the largest single process). The launcher is dash, not
+    bash, because a process's peak RSS survives exec: the floor under a workload's peak RSS is
+    then about a dash's (~1 MiB), not a bash's (~3.5 MiB), which matters for the smallest
+    workloads. Real programs are argv ["bash", script], so they still run in a bash."""
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
     env.update(extra_env)
-    t0 = time.perf_counter()
-    deadline = t0 + timeout
-    early = b""
-    if isolated:
-        if lib:
-            env["BENCH_PRELOAD"] = lib
-        p = subprocess.Popen(["setsid", "-f", "/bin/sh", "-c", LAUNCH, "bench-launch"] + argv,
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, env=env, cwd=ROOT)
-        os.waitpid(p.pid, 0)  # setsid itself exits at once
-        p.returncode = 0
-        # The first line of stdout is the workload's pid (the sh that execs it).
-        while b"\n" not in early:
-            data = os.read(p.stdout.fileno(), 4096)
-            if not data:
-                break
-            early += data
-        line, _, early = early.partition(b"\n")
-        if not line.strip().isdigit():
-            p.stdout.close()
-            p.stderr.close()
-            raise RuntimeError("could not start the workload through setsid -f sh")
-        pid = int(line)
-        stdout, stderr = p.stdout, p.stderr
-    else:
-        if lib:
-            env["LD_PRELOAD"] = lib
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, env=env, cwd=ROOT, start_new_session=True)
-        p.returncode = 0  # reaped by us with os.wait4; keep Popen from waiting
-        pid, stdout, stderr = p.pid, p.stdout, p.stderr
-    pgid = pid  # setsid (or start_new_session) made it a session and group leader
-    timed_out = False
-    chunks = {stdout: [early], stderr: []}
-    pidfd = os.pidfd_open(pid)  # readable once the workload has exited (not yet reaped)
-    sel = selectors.DefaultSelector()
-    for f in chunks:
-        sel.register(f, selectors.EVENT_READ)
-    sel.register(pidfd, selectors.EVENT_READ)
-    exited = False
-    while len(sel.get_map()) > 0:
-        now = time.perf_counter()
-        if now >= deadline:
-            if not timed_out:
-                timed_out = True
-                rp.kill_group(pgid)
-            elif now >= deadline + 10:
-                break  # something outside the process group holds the pipes open
-        for key, _ in sel.select(timeout=max(deadline - now, 0.5)):
-            if key.fileobj == pidfd:
-                exited = True
-                sel.unregister(pidfd)
-                continue
-            data = os.read(key.fd, 1 << 16)
-            if data:
-                chunks[key.fileobj].append(data)
-            else:
-                sel.unregister(key.fileobj)
-    sel.close()
-    for f in chunks:
-        f.close()
-    os.close(pidfd)
-    if not exited:
-        rp.kill_group(pgid)
-    _, status, ru = os.wait4(pid, 0)
-    rc = os.waitstatus_to_exitcode(status)
-    cpu = ru.ru_utime + ru.ru_stime
-    rss = ru.ru_maxrss
-    while isolated:  # orphans of the tree, reparented to us
-        try:
-            opid, _, ru = os.wait4(-1, os.WNOHANG)
-        except ChildProcessError:
-            break
-        if opid == 0:
-            now = time.perf_counter()
-            if now >= deadline and not timed_out:
-                timed_out = True
-                rp.kill_group(pgid)
-            elif now >= deadline + 10:
-                break
-            time.sleep(0.005)
-            continue
-        cpu += ru.ru_utime + ru.ru_stime
-        rss = max(rss, ru.ru_maxrss)
-    wall = time.perf_counter() - t0
-    out = b"".join(chunks[stdout])
-    err = b"".join(chunks[stderr]).decode(errors="replace")
+    rc, out, err, wall, cpu, rss, timed_out = rp.run_measured(
+        argv, env, timeout, preload=lib, launcher="sh", isolated=isolated)
+    err = err.decode(errors="replace")
     why = None
     if timed_out:
         why = f"timed out after {timeout:g} s"
