@@ -7,6 +7,8 @@
 // A consumer that meets a link still kPending keeps that node as the head of an unfinished
 // chain and resumes it on a later drain, so nobody ever waits for a stalled pusher.
 #pragma once
+#include <sched.h>
+
 #include <atomic>
 
 #include "config.h"
@@ -72,8 +74,14 @@ class HandoffStack {
   T*& owned() { return owned_; }
   unsigned& owned_count() { return owned_count_; }
 
-  // After fork only the forking thread exists: nobody can be consuming.
-  void reset_after_fork() { busy_.store(false, std::memory_order_relaxed); }
+  // fork() only: waits until no consumer is inside (a consumer holds the flag for a bounded
+  // number of steps), so the child never inherits a half-updated owned list. Not on any
+  // allocation path; consumers never hold two flags, so taking several in a fixed order
+  // cannot deadlock.
+  void acquire_for_fork() {
+    // Bound: the current holder's remaining steps (it runs; we yield to it).
+    while (!try_begin()) sched_yield();
+  }
 
  private:
   std::atomic<T*> inbox_{nullptr};

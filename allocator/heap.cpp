@@ -528,8 +528,15 @@ void thread_done(void* arg) {
   g_heap_pool.push(h);  // (H1): the abandonment above happens-before the next owner
 }
 
-void fork_prepare() {}
-void fork_parent() {}
+void fork_prepare() {
+  segment_fork_prepare();
+  g_heap_pool.acquire_for_fork();
+}
+
+void fork_parent() {
+  g_heap_pool.end();
+  segment_fork_release();
+}
 
 __attribute__((constructor)) void wfmm_early_init() { process_init(); }
 
@@ -550,8 +557,8 @@ void process_init() {
 }
 
 void fork_child_reset() {
-  segment_fork_child();
-  g_heap_pool.reset_after_fork();
+  g_heap_pool.end();
+  segment_fork_release();
   // Only the forking thread lives on: the other heaps' threads are gone. Their segments stay
   // as they are (a remote free into them still works; their memory is not reused).
   for (Heap* h = g_all_heaps.load(std::memory_order_acquire);

@@ -304,9 +304,14 @@ unsigned segment_take_abandoned(Segment** out, unsigned max) {
   return n;
 }
 
-void segment_fork_child() {
-  g_cache.reset_after_fork();
-  g_abandoned.reset_after_fork();
+void segment_fork_prepare() {
+  g_cache.acquire_for_fork();
+  g_abandoned.acquire_for_fork();
+}
+
+void segment_fork_release() {
+  g_abandoned.end();
+  g_cache.end();
 }
 
 }  // namespace wfmm

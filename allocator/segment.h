@@ -31,7 +31,10 @@ unsigned segment_take_abandoned(Segment** out, unsigned max);
 // Unmaps cached segments idle longer than the purge delay (all of them if force). Bound:
 // kPurgeLimit unmaps per call unless force. True if anything was unmapped.
 bool segment_cache_expire(bool force);
-void segment_fork_child();
+// fork: take the cache's and the abandoned list's consumer flags before, give them back
+// after (in parent and child), so neither list is copied half-updated.
+void segment_fork_prepare();
+void segment_fork_release();
 
 // Area of page `pg` usable for blocks.
 size_t page_area(const Segment* s, const Page* pg);
