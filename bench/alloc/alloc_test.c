@@ -29,11 +29,6 @@ static param_t P[] = {
 static long ops, nslots, min, max;
 static uint64_t seed;
 
-typedef struct {
-  long id;
-  uint64_t sum;
-} worker_t;
-
 /* Log-uniform: a random octave [2^k, 2^(k+1)) clipped to [min, max], then uniform in it. */
 static size_t pick_size(rng_t *r) {
   int lo = 63 - __builtin_clzl((unsigned long)min), hi = 63 - __builtin_clzl((unsigned long)max);
@@ -44,9 +39,8 @@ static size_t pick_size(rng_t *r) {
   return (size_t)rng_range(r, a, b);
 }
 
-static void *worker(void *arg) {
-  worker_t *w = (worker_t *)arg;
-  rng_t r = rng_make(seed, (uint64_t)w->id, 6);
+static uint64_t work(long id) {
+  rng_t r = rng_make(seed, (uint64_t)id, 6);
   obj_t *s = (obj_t *)CALLOC((size_t)nslots, sizeof(obj_t));
   uint64_t sum = 0;
   for (long i = 0; i < ops; i++) {
@@ -56,8 +50,7 @@ static void *worker(void *arg) {
   }
   for (long i = 0; i < nslots; i++) sum += obj_free(&s[i]);
   free(s);
-  w->sum = sum;
-  return NULL;
+  return sum;
 }
 
 int main(int argc, char **argv) {
@@ -68,19 +61,7 @@ int main(int argc, char **argv) {
   min = param_in(P, "min", 1, 1L << 30);
   max = param_in(P, "max", min, 1L << 30);
   seed = (uint64_t)param(P, "seed");
-  pthread_t *th = (pthread_t *)MALLOC((size_t)threads * sizeof(pthread_t));
-  worker_t *w = (worker_t *)CALLOC((size_t)threads, sizeof(worker_t));
-  for (long t = 0; t < threads; t++) {
-    w[t].id = t;
-    xpthread_create(&th[t], worker, &w[t]);
-  }
-  uint64_t sum = 0;
-  for (long t = 0; t < threads; t++) {
-    xpthread_join(th[t]);
-    sum += w[t].sum;
-  }
-  free(th);
-  free(w);
+  uint64_t sum = run_workers(threads, work);
   print_result("alloc-test", P, sum);
   return 0;
 }

@@ -282,4 +282,36 @@ static inline void xpthread_join(pthread_t t) {
   }
 }
 
+/* The common shape of a workload: `threads` threads each run body(id), which returns the
+ * checksum of the blocks it handled; the result is their sum (independent of scheduling). */
+typedef struct {
+  long id;
+  uint64_t (*body)(long id);
+  uint64_t sum;
+} run_slot_t;
+
+static void *worker_main(void *arg) {
+  run_slot_t *w = (run_slot_t *)arg;
+  w->sum = w->body(w->id);
+  return NULL;
+}
+
+static inline uint64_t run_workers(long threads, uint64_t (*body)(long id)) {
+  pthread_t *th = (pthread_t *)MALLOC((size_t)threads * sizeof(pthread_t));
+  run_slot_t *w = (run_slot_t *)CALLOC((size_t)threads, sizeof(run_slot_t));
+  for (long t = 0; t < threads; t++) {
+    w[t].id = t;
+    w[t].body = body;
+    xpthread_create(&th[t], worker_main, &w[t]);
+  }
+  uint64_t sum = 0;
+  for (long t = 0; t < threads; t++) {
+    xpthread_join(th[t]);
+    sum += w[t].sum;
+  }
+  free(th);
+  free(w);
+  return sum;
+}
+
 #endif

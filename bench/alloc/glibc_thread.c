@@ -26,11 +26,6 @@ static param_t P[] = {
 static long ops, nslots;
 static uint64_t seed;
 
-typedef struct {
-  long id;
-  uint64_t sum;
-} worker_t;
-
 static size_t pick_size(rng_t *r) {
   uint64_t k = rng_next(r) % 100;
   if (k < 75) return (size_t)rng_range(r, 16, 128);
@@ -38,9 +33,8 @@ static size_t pick_size(rng_t *r) {
   return (size_t)rng_range(r, 1025, 32768);
 }
 
-static void *worker(void *arg) {
-  worker_t *w = (worker_t *)arg;
-  rng_t r = rng_make(seed, (uint64_t)w->id, 5);
+static uint64_t work(long id) {
+  rng_t r = rng_make(seed, (uint64_t)id, 5);
   obj_t *s = (obj_t *)CALLOC((size_t)nslots, sizeof(obj_t));
   uint64_t sum = 0;
   for (long i = 0; i < ops; i++) {
@@ -50,8 +44,7 @@ static void *worker(void *arg) {
   }
   for (long i = 0; i < nslots; i++) sum += obj_free(&s[i]);
   free(s);
-  w->sum = sum;
-  return NULL;
+  return sum;
 }
 
 int main(int argc, char **argv) {
@@ -60,19 +53,7 @@ int main(int argc, char **argv) {
   ops = param_in(P, "ops", 0, 1L << 40);
   nslots = param_in(P, "slots", 1, 1L << 24);
   seed = (uint64_t)param(P, "seed");
-  pthread_t *th = (pthread_t *)MALLOC((size_t)threads * sizeof(pthread_t));
-  worker_t *w = (worker_t *)CALLOC((size_t)threads, sizeof(worker_t));
-  for (long t = 0; t < threads; t++) {
-    w[t].id = t;
-    xpthread_create(&th[t], worker, &w[t]);
-  }
-  uint64_t sum = 0;
-  for (long t = 0; t < threads; t++) {
-    xpthread_join(th[t]);
-    sum += w[t].sum;
-  }
-  free(th);
-  free(w);
+  uint64_t sum = run_workers(threads, work);
   print_result("glibc-thread", P, sum);
   return 0;
 }

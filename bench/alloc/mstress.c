@@ -42,14 +42,7 @@ static size_t pick_size(rng_t *r) {
   return (size_t)rng_range(r, 8193, 256 * 1024);
 }
 
-typedef struct {
-  long id;
-  uint64_t sum;
-} worker_t;
-
-static void *worker(void *arg) {
-  worker_t *w = (worker_t *)arg;
-  long id = w->id;
+static uint64_t work(long id) {
   rng_t r = rng_make(seed, (uint64_t)id, 3);
   uint64_t sum = 0;
   long half = nslots / 2;
@@ -91,8 +84,7 @@ static void *worker(void *arg) {
     pthread_barrier_wait(&bar);
   }
   for (long i = 0; i < nslots; i++) sum += obj_free(&slots[id][i]);
-  w->sum = sum;
-  return NULL;
+  return sum;
 }
 
 int main(int argc, char **argv) {
@@ -111,25 +103,13 @@ int main(int argc, char **argv) {
     slots[t] = (obj_t *)CALLOC((size_t)nslots, sizeof(obj_t));
     xfer[t] = (obj_t *)MALLOC((size_t)(nslots / 2) * sizeof(obj_t));
   }
-  pthread_t *th = (pthread_t *)MALLOC((size_t)threads * sizeof(pthread_t));
-  worker_t *w = (worker_t *)CALLOC((size_t)threads, sizeof(worker_t));
-  for (long t = 0; t < threads; t++) {
-    w[t].id = t;
-    xpthread_create(&th[t], worker, &w[t]);
-  }
-  uint64_t sum = 0;
-  for (long t = 0; t < threads; t++) {
-    xpthread_join(th[t]);
-    sum += w[t].sum;
-  }
+  uint64_t sum = run_workers(threads, work);
   for (long t = 0; t < threads; t++) {
     free(slots[t]);
     free(xfer[t]);
   }
   free(slots);
   free(xfer);
-  free(th);
-  free(w);
   pthread_barrier_destroy(&bar);
   print_result("mstress", P, sum);
   return 0;

@@ -46,11 +46,6 @@ typedef struct {
 
 static inbox_t *inbox;
 
-typedef struct {
-  long id;
-  uint64_t sum;
-} worker_t;
-
 static size_t pick_size(rng_t *r) {
   uint64_t k = rng_next(r) % 100;
   if (k < 70) return (size_t)rng_range(r, 16, 128);
@@ -73,9 +68,7 @@ static uint64_t drain(inbox_t *in) {
   return sum;
 }
 
-static void *worker(void *arg) {
-  worker_t *w = (worker_t *)arg;
-  long id = w->id;
+static uint64_t work(long id) {
   rng_t r = rng_make(seed, (uint64_t)id, 7);
   obj_t *ring = (obj_t *)CALLOC((size_t)live, sizeof(obj_t));
   long head = 0, count = 0;  /* oldest at ring[head] */
@@ -120,8 +113,7 @@ static void *worker(void *arg) {
   }
   for (long i = 0; i < live; i++) sum += obj_free(&ring[i]);
   free(ring);
-  w->sum = sum;
-  return NULL;
+  return sum;
 }
 
 int main(int argc, char **argv) {
@@ -134,21 +126,9 @@ int main(int argc, char **argv) {
   seed = (uint64_t)param(P, "seed");
   inbox = (inbox_t *)CALLOC((size_t)threads, sizeof(inbox_t));
   for (long t = 0; t < threads; t++) pthread_mutex_init(&inbox[t].mu, NULL);
-  pthread_t *th = (pthread_t *)MALLOC((size_t)threads * sizeof(pthread_t));
-  worker_t *w = (worker_t *)CALLOC((size_t)threads, sizeof(worker_t));
-  for (long t = 0; t < threads; t++) {
-    w[t].id = t;
-    xpthread_create(&th[t], worker, &w[t]);
-  }
-  uint64_t sum = 0;
-  for (long t = 0; t < threads; t++) {
-    xpthread_join(th[t]);
-    sum += w[t].sum;
-  }
+  uint64_t sum = run_workers(threads, work);
   for (long t = 0; t < threads; t++) sum += drain(&inbox[t]);  /* sent after the last drain */
   free(inbox);
-  free(th);
-  free(w);
   print_result("rptest", P, sum);
   return 0;
 }

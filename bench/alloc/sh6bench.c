@@ -29,14 +29,8 @@ static param_t P[] = {
 static long iterations, batch, min, max;
 static uint64_t seed;
 
-typedef struct {
-  long id;
-  uint64_t sum;
-} worker_t;
-
-static void *worker(void *arg) {
-  worker_t *w = (worker_t *)arg;
-  rng_t r = rng_make(seed, (uint64_t)w->id, 8);
+static uint64_t work(long id) {
+  rng_t r = rng_make(seed, (uint64_t)id, 8);
   obj_t *b = (obj_t *)CALLOC((size_t)batch, sizeof(obj_t));
   uint64_t span = (uint64_t)(max - min + 1), sum = 0;
   for (long j = 0; j < iterations; j++) {
@@ -49,8 +43,7 @@ static void *worker(void *arg) {
     for (long i = 0; i < batch; i++) sum += obj_free(&b[i]);
   }
   free(b);
-  w->sum = sum;
-  return NULL;
+  return sum;
 }
 
 int main(int argc, char **argv) {
@@ -61,19 +54,7 @@ int main(int argc, char **argv) {
   min = param_in(P, "min", 1, 1L << 30);
   max = param_in(P, "max", min, 1L << 30);
   seed = (uint64_t)param(P, "seed");
-  pthread_t *th = (pthread_t *)MALLOC((size_t)threads * sizeof(pthread_t));
-  worker_t *w = (worker_t *)CALLOC((size_t)threads, sizeof(worker_t));
-  for (long t = 0; t < threads; t++) {
-    w[t].id = t;
-    xpthread_create(&th[t], worker, &w[t]);
-  }
-  uint64_t sum = 0;
-  for (long t = 0; t < threads; t++) {
-    xpthread_join(th[t]);
-    sum += w[t].sum;
-  }
-  free(th);
-  free(w);
+  uint64_t sum = run_workers(threads, work);
   print_result("sh6bench", P, sum);
   return 0;
 }

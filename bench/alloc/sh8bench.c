@@ -67,14 +67,7 @@ static msg_t *recv_msg(mailbox_t *mb) {
   return m;
 }
 
-typedef struct {
-  long id;
-  uint64_t sum;
-} worker_t;
-
-static void *worker(void *arg) {
-  worker_t *w = (worker_t *)arg;
-  long id = w->id;
+static uint64_t work(long id) {
   rng_t r = rng_make(seed, (uint64_t)id, 9);
   obj_t *b = (obj_t *)CALLOC((size_t)batch, sizeof(obj_t));
   uint64_t span = (uint64_t)(max - min + 1), sum = 0;
@@ -92,8 +85,7 @@ static void *worker(void *arg) {
     free(in);
   }
   free(b);
-  w->sum = sum;
-  return NULL;
+  return sum;
 }
 
 int main(int argc, char **argv) {
@@ -109,20 +101,8 @@ int main(int argc, char **argv) {
     pthread_mutex_init(&box[t].mu, NULL);
     pthread_cond_init(&box[t].cv, NULL);
   }
-  pthread_t *th = (pthread_t *)MALLOC((size_t)threads * sizeof(pthread_t));
-  worker_t *w = (worker_t *)CALLOC((size_t)threads, sizeof(worker_t));
-  for (long t = 0; t < threads; t++) {
-    w[t].id = t;
-    xpthread_create(&th[t], worker, &w[t]);
-  }
-  uint64_t sum = 0;
-  for (long t = 0; t < threads; t++) {
-    xpthread_join(th[t]);
-    sum += w[t].sum;
-  }
+  uint64_t sum = run_workers(threads, work);
   free(box);
-  free(th);
-  free(w);
   print_result("sh8bench", P, sum);
   return 0;
 }
