@@ -529,6 +529,7 @@ void thread_done(void* arg) {
 }
 
 void fork_prepare() {
+  if (g_fork_prepare_hook != nullptr) g_fork_prepare_hook();
   segment_fork_prepare();
   g_heap_pool.acquire_for_fork();
 }
@@ -536,6 +537,7 @@ void fork_prepare() {
 void fork_parent() {
   g_heap_pool.end();
   segment_fork_release();
+  if (g_fork_parent_hook != nullptr) g_fork_parent_hook();
 }
 
 __attribute__((constructor)) void wfmm_early_init() { process_init(); }
@@ -566,6 +568,7 @@ void fork_child_reset() {
        h = h->xall_next_.load(std::memory_order_acquire)) {
     if (h != t_heap) h->xlive_.store(false, std::memory_order_relaxed);
   }
+  if (g_fork_child_hook != nullptr) g_fork_child_hook();
 }
 
 Heap* heap_registry_first() { return g_all_heaps.load(std::memory_order_acquire); }
@@ -593,6 +596,7 @@ void* malloc_slow(size_t n) {
   b->next.store(0, std::memory_order_relaxed);
   pg->used_++;
   stat_add(h->stats_.malloc_class[cls], 1);
+  birth_note(h, pg, b);
   return b;
 }
 

@@ -2,6 +2,7 @@
 // path is a constant number of steps with no atomic read-modify-write; everything else is
 // one unlikely branch to a named out-of-line function in heap.cpp or large.cpp.
 #pragma once
+#include "birth.h"
 #include "error.h"
 #include "segment_map.h"
 #include "types.h"
@@ -68,6 +69,7 @@ WFMM_INLINE void* heap_malloc_fast(size_t n) {
   b->next.store(0, std::memory_order_relaxed);  // a live block carries no valid link
   pg->used_++;
   stat_inc(h->stats_.malloc_class[pg->class_]);
+  birth_note(h, pg, b);
   return b;
 }
 

@@ -2,6 +2,7 @@
 // detects double frees exactly; the segment goes straight back to the cache or the OS.
 #include "large.h"
 
+#include "birth.h"
 #include "error.h"
 #include "os/os.h"
 #include "segment.h"
@@ -48,6 +49,7 @@ void* large_alloc(size_t n, size_t align) {
   pg->xspan_.store(1, std::memory_order_relaxed);
   pg->xlarge_live_.store(1, std::memory_order_release);
   count_malloc(usable);
+  birth_note(h, pg, reinterpret_cast<void*>(pg->start_));
   return reinterpret_cast<void*>(pg->start_);
 }
 

@@ -11,6 +11,8 @@ void* large_alloc(size_t n, size_t align);
 void large_free(Segment* s, void* p, const char* who);
 // The live large/huge block starting at p, or null (reports nothing).
 Page* large_page_of(Segment* s, const void* p);
+// Usable bytes of the large/huge block of s.
+size_t large_usable(Segment* s, Page* pg);
 // Resizes in place or by mremap when possible; null when the caller must move the block.
 void* large_resize(Segment* s, void* p, size_t n);  // p: the block (start of page 0)
 

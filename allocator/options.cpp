@@ -18,10 +18,15 @@ const OptionDesc kOptionDesc[unsigned(Opt::kCount)] = {
      "bad free/realloc: 0 or 'abort' aborts, 1 or 'continue' reports and goes on"},
     {"purge_delay_ms", 50, 0, 3600000, "ms an empty page stays committed before it is purged"},
     {"segment_cache", 16, 0, 1024, "empty 4 MiB segments kept mapped for reuse"},
+    {"era_freq", 110, 1, 1000000, "tracked allocations of a thread between era ticks"},
+    {"batch", 64, 1, 4096, "retired blocks per batch (published when full)"},
+    {"protect_attempts", 16, 0, 1024, "protect fast-path attempts before the slow path"},
+    {"poison", 0, 0, 1, "fill reclaimed blocks with 0xdb bytes (tests)"},
+    {"count_steps", 0, 0, 1, "record loop iteration maxima (wfmm_progress_get)"},
 };
 
 std::atomic<long> g_option_value[unsigned(Opt::kCount)] = {
-    {0}, {0}, {0}, {50}, {16},
+    {0}, {0}, {0}, {50}, {16}, {110}, {64}, {16}, {0}, {0},
 };
 
 namespace {
@@ -63,7 +68,7 @@ bool parse_value(Opt o, const char* s, long* out) {
     if (strcmp(s, "abort") == 0) return *out = 0, true;
     if (strcmp(s, "continue") == 0) return *out = 1, true;
   }
-  if (o == Opt::kVerbose || o == Opt::kShowStats) {
+  if (o == Opt::kVerbose || o == Opt::kShowStats || o == Opt::kPoison || o == Opt::kCountSteps) {
     if (strcmp(s, "yes") == 0 || strcmp(s, "true") == 0 || strcmp(s, "on") == 0)
       return *out = 1, true;
     if (strcmp(s, "no") == 0 || strcmp(s, "false") == 0 || strcmp(s, "off") == 0)

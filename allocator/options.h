@@ -13,6 +13,11 @@ enum class Opt : unsigned {
   kOnError,       // 0 = abort (default), 1 = continue after reporting
   kPurgeDelayMs,  // empty pages are purged this long after they empty
   kSegmentCache,  // empty segments kept mapped for reuse
+  kEraFreq,          // tracked allocations of a thread between era ticks
+  kBatch,            // retired blocks per batch
+  kProtectAttempts,  // protect fast-path attempts before the slow path (0: slow only)
+  kPoison,           // 0..1: fill reclaimed blocks with 0xdb before freeing them
+  kCountSteps,       // 0..1: record loop iteration maxima (wfmm_progress_get)
   kCount
 };
 

@@ -114,13 +114,20 @@ void unmap_segment(Segment* s) {
       if (s->pages_[i].purged_) purged += int64_t(page_area(s, &s->pages_[i]));
   }
   segment_map_clear(s, size);
+  if (std::atomic<uint64_t>* side_map = s->xside_map_.load(std::memory_order_relaxed)) {
+    os::unmap(side_map, kSideMapBytes);
+    g_bytes_mapped.fetch_sub(int64_t(kSideMapBytes), std::memory_order_relaxed);
+  }
   os::unmap(s, size);
   g_bytes_mapped.fetch_sub(int64_t(size), std::memory_order_relaxed);
   if (purged != 0) g_bytes_purged.fetch_sub(purged, std::memory_order_relaxed);
 }
 
 void init_header(Segment* s, SegmentKind kind, size_t size, bool fresh) {
+  // The side map outlives reuse as another kind (a fresh mapping reads as null here).
+  std::atomic<uint64_t>* side_map = s->xside_map_.load(std::memory_order_relaxed);
   new (s) Segment();
+  s->xside_map_.store(side_map, std::memory_order_relaxed);
   s->cookie_ = kSegmentCookie ^ reinterpret_cast<uintptr_t>(s);
   s->kind_ = kind;
   s->size_ = size;

@@ -3,6 +3,7 @@
 #include <sched.h>
 #include <stdio.h>
 
+#include "birth.h"
 #include "segment.h"
 #include "types.h"
 #include "wfmm/wfmm.h"
@@ -57,6 +58,8 @@ void stats_collect(wfmm_stats* out) {
   out->threads = threads;
   int64_t cached = g_segments_cached.load(std::memory_order_relaxed);
   out->segments_cached = cached > 0 ? uint64_t(cached) : 0;
+  out->era = g_era.load(std::memory_order_relaxed);
+  if (g_stats_hook != nullptr) g_stats_hook(out);
 }
 
 namespace {

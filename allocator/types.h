@@ -118,6 +118,9 @@ struct Segment {
   Segment* prev_ = nullptr;
   std::atomic<Segment*> handoff_next{nullptr};
   Segment* handoff_link = nullptr;
+  // Small segments: the side words of all pages (birth.cpp), mapped at the first tracked
+  // block and kept for the segment's life (init_header preserves it across reuse).
+  std::atomic<std::atomic<uint64_t>*> xside_map_{nullptr};
   alignas(64) Page pages_[kMaxPagesPerSegment];
 
   Page* page_of(uintptr_t p) {
@@ -125,6 +128,12 @@ struct Segment {
   }
 };
 static_assert(sizeof(Segment) <= kHeaderSize);
+// Medium, large and huge segments keep their blocks' side words in the header, from here.
+inline constexpr size_t kHeaderSideOffset = 32 * 1024;
+static_assert(sizeof(Segment) <= kHeaderSideOffset);
+// Side words per small page slot in a small segment's side map.
+inline constexpr size_t kSmallSideWords = (size_t(1) << kSmallPageShift) / 16;
+inline constexpr size_t kSideMapBytes = kMaxPagesPerSegment * kSmallSideWords * 8;
 
 inline constexpr uint64_t kSegmentCookie = 0x77666d6d5345474dull;
 
@@ -162,6 +171,7 @@ struct Heap {
   std::atomic<bool> xlive_{false};  // a thread uses this heap now (read by statistics)
   bool key_set_ = false;            // the thread-exit destructor is registered
   uint32_t slow_calls_ = 0;
+  int64_t era_countdown_ = 0;  // tracked allocations left before this thread ticks the era
   PageList avail_[kNumClasses];  // pages that may have free blocks (cur_ is the head)
   PageList full_[kNumClasses];   // pages found full
   PageList free_dirty_[2];       // empty pages, not purged, oldest first (small, medium)

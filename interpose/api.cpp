@@ -8,6 +8,7 @@
 
 #include "heap.h"
 #include "options.h"
+#include "reclaim.h"
 #include "wfmm/wfmm.h"
 
 namespace wfmm {
@@ -54,6 +55,25 @@ WFMM_EXPORT int wfmm_collect(int force) noexcept { return collect(force != 0) ? 
 
 WFMM_EXPORT void wfmm_stats_get(struct wfmm_stats* out) noexcept {
   if (out != nullptr) stats_collect(out);
+}
+
+WFMM_EXPORT void wfmm_enter(void) noexcept { reclaim::enter(); }
+WFMM_EXPORT void wfmm_leave(void) noexcept { reclaim::leave(); }
+WFMM_EXPORT void* wfmm_protect(void* const volatile* src, unsigned index) noexcept {
+  return reclaim::protect(src, index);
+}
+WFMM_EXPORT void wfmm_retire(void* p) noexcept { reclaim::retire(p, nullptr, nullptr, false); }
+WFMM_EXPORT void wfmm_retire_with(void* p, void (*dtor)(void*, void*), void* ctx) noexcept {
+  reclaim::retire(p, dtor, ctx, false);
+}
+WFMM_EXPORT void wfmm_retire_dispose(void* p, void (*dispose)(void*, void*), void* ctx) noexcept {
+  if (dispose == nullptr) return reclaim::retire(p, nullptr, nullptr, false);
+  reclaim::retire(p, dispose, ctx, true);
+}
+WFMM_EXPORT void wfmm_flush(void) noexcept { reclaim::flush(); }
+WFMM_EXPORT void wfmm_barrier(void) noexcept { reclaim::barrier(); }
+WFMM_EXPORT void wfmm_progress_get(struct wfmm_progress* out) noexcept {
+  if (out != nullptr) reclaim::progress(out);
 }
 
 WFMM_EXPORT void wfmm_stats_print(FILE* out) noexcept {

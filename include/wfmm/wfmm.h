@@ -65,6 +65,57 @@ struct wfmm_stats {
 };
 
 void wfmm_stats_get(struct wfmm_stats* out) WFMM_NOEXCEPT;
+/* ---- Safe memory reclamation (Crystalline-W inside the heaps; reclaim/README.md) ----
+ *
+ * A thread reads shared nodes inside a region (wfmm_enter .. wfmm_leave; regions nest,
+ * only the outermost counts). wfmm_protect(src, i) loads *src and keeps the node it points
+ * to from being reclaimed until the next protect on index i or the end of the region. A
+ * node unlinked from the shared structure is handed to wfmm_retire: it is freed (and its
+ * destructor run) once no region can still hold it. Nothing is written into a retired block
+ * before then. Retiring needs no region; protect must be called inside one.
+ *
+ * Every call is wait-free: protect tries WFMM_PROTECT_ATTEMPTS times, then publishes a
+ * request that threads advancing the era complete for it; retire appends to a per-thread
+ * batch and publishes a full batch with one exchange per reservation that can reach it.
+ * A stalled thread pins only blocks born before its reservations' eras.
+ * protect returns the loaded value as it is and never dereferences it, so pointers may
+ * carry marks in their low bits (wfmm blocks are 16-byte aligned).
+ * Not async-signal-safe (like malloc). */
+#define WFMM_PROTECT_SLOTS 8
+
+void wfmm_enter(void) WFMM_NOEXCEPT;
+void wfmm_leave(void) WFMM_NOEXCEPT;
+/* Loads *src (acquire) and protects the block it points to. index < WFMM_PROTECT_SLOTS.
+ * src must be a root (static storage, or memory that outlives every region using it) or
+ * lie inside a block this thread holds protected by another index. */
+void* wfmm_protect(void* const volatile* src, unsigned index) WFMM_NOEXCEPT;
+/* p: a live block from wfmm (any allocation call), or NULL (ignored). Freed when safe. */
+void wfmm_retire(void* p) WFMM_NOEXCEPT;
+/* As wfmm_retire; dtor(p, ctx) runs when safe, then the block is freed. */
+void wfmm_retire_with(void* p, void (*dtor)(void* p, void* ctx), void* ctx) WFMM_NOEXCEPT;
+/* As wfmm_retire; dispose(p, ctx) runs when safe and takes the block over (it must free
+ * it, e.g. through operator delete). For C++ deleters. */
+void wfmm_retire_dispose(void* p, void (*dispose)(void* p, void* ctx), void* ctx) WFMM_NOEXCEPT;
+/* Publishes this thread's partial batch and frees what this thread can free now. */
+void wfmm_flush(void) WFMM_NOEXCEPT;
+/* Flushes, then blocks until every batch published before the call is freed (like
+ * rcu_barrier: it returns once the regions holding them have closed). Not in a region. */
+void wfmm_barrier(void) WFMM_NOEXCEPT;
+
+/* Progress accounting (debug): with WFMM_COUNT_STEPS=1 every bounded loop on the
+ * reclamation paths records its largest iteration count per call. Each field pairs the
+ * maximum observed with the bound the code promises for the threads seen so far. */
+struct wfmm_progress {
+  uint64_t threads;           /* n: thread records ever in use at once (upper bound) */
+  uint64_t protect_fast_max;  /* fast-path attempts in one protect; bound protect_attempts */
+  uint64_t protect_slow_max;  /* self attempts in one slow protect; bound n + 2 */
+  uint64_t help_max;          /* attempts by one helper on one request; bound n + 2 */
+  uint64_t tag_cas_max;       /* CASes to close one request; bound n + 2 */
+  uint64_t publish_max;       /* reservations one batch publish inspects; bound records*slots */
+  uint64_t slots_per_record;  /* user + helper reservations per record */
+};
+void wfmm_progress_get(struct wfmm_progress* out) WFMM_NOEXCEPT;
+
 /* Human-readable statistics, with units. */
 void wfmm_stats_print(FILE* out) WFMM_NOEXCEPT;
 

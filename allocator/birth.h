@@ -1,0 +1,55 @@
+// Birth eras: the allocator's side of safe memory reclamation. Every block has one side
+// word (outside the block, in its segment's metadata): its birth era while live, a tagged
+// link to its retire batch once retired. Recording starts process-wide at the first use of
+// reclamation (g_track); until then malloc pays one predictable branch, and blocks from
+// before count as born in era 0, which is safe (an older birth is more conservative).
+#pragma once
+#include <atomic>
+
+#include "types.h"
+
+struct wfmm_stats;
+
+namespace wfmm {
+
+// The global era clock; starts at 1 (era 0 = "born before tracking").
+extern std::atomic<uint64_t> g_era;
+// True once any thread used reclamation: allocations record birth eras from then on.
+extern std::atomic<bool> g_track;
+// Called (by the allocating thread) before each era tick: the reclamation layer helps
+// pending slow-path protects there. Set once by reclaim at its initialisation.
+extern void (*g_era_hook)();
+// Called in a fork child (after the allocator's own reset), before fork in the parent,
+// and after it in the parent.
+extern void (*g_fork_child_hook)();
+extern void (*g_fork_prepare_hook)();
+extern void (*g_fork_parent_hook)();
+// Fills the reclamation fields of the statistics.
+extern void (*g_stats_hook)(::wfmm_stats* out);
+
+// Side word values: an era (< 2^63) or kRetiredBit | address of the block's batch.
+inline constexpr uint64_t kRetiredBit = uint64_t(1) << 63;
+
+// Out of line: records b's birth era in its page's side array (attaching one if needed)
+// and ticks the era every era_freq tracked allocations of this heap.
+void birth_record(Heap* h, Page* pg, void* b);
+
+// The malloc paths call this after taking a block from pg.
+WFMM_INLINE void birth_note(Heap* h, Page* pg, void* b) {
+  // relaxed: a thread that misses the switch-on records nothing; its block reads as era 0.
+  if (WFMM_UNLIKELY(g_track.load(std::memory_order_relaxed))) birth_record(h, pg, b);
+}
+
+// Starts recording (idempotent).
+void birth_tracking_on();
+
+// For retire: p must be the start of a live block. On success returns null and sets *side
+// to its side word (attached on demand) and *size to its usable size; otherwise returns the
+// reason to report ("invalid pointer (not allocated by wfmm)", ...).
+const char* block_for_retire(void* p, std::atomic<uint64_t>** side, size_t* size);
+// The side word of the block starting at (or containing) p, or null if p's page has no
+// side array yet (every block of it then counts as era 0, never retired). p must lie in a
+// block wfmm handed out that is still allocated (live or retired).
+std::atomic<uint64_t>* side_word_containing(const void* p, void** start);
+
+}  // namespace wfmm

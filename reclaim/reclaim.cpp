@@ -1,0 +1,895 @@
+// Crystalline-W reclamation over the allocator's birth eras: thread records and their
+// reservations, the protect slow path with helping, retire batches and their publication,
+// list drops and batch frees. reclaim/README.md has the algorithm, the loop bounds (also
+// written at each loop) and the happens-before edges (E1.., R1.., H1..) cited here.
+#include "reclaim.h"
+
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+#include <new>
+
+#include "error.h"
+#include "handoff.h"
+#include "heap.h"
+#include "meta.h"
+#include "options.h"
+#include "os/os.h"
+
+namespace wfmm::reclaim {
+
+__thread Local t_local __attribute__((tls_model("initial-exec")));
+
+namespace {
+
+// ---------------------------------------------------------------- structures
+
+// Slot head values; anything else is the address of the newest Cell of its list.
+constexpr uintptr_t kInactive = 0;     // no reservation: retirers skip the slot
+constexpr uintptr_t kActiveEmpty = 1;  // reservation, empty list
+// Cell::next values besides a cell address or kEnd.
+constexpr uintptr_t kEnd = 0;
+constexpr uintptr_t kPendingNext = 2;  // the inserter has not linked it yet
+constexpr uintptr_t kVisited = 3;      // the owner walked past it
+// A slow-path request's result while nobody has completed it (never a useful pointer).
+constexpr uint64_t kPendingResult = ~uint64_t(0) - 0xfe;
+// Batch count biases (Crystalline-W): keep the count above zero while insertions into
+// reservation lists (kBias) or a parent hand-off (kBias2) are still being counted.
+constexpr uint64_t kBias = uint64_t(1) << 63;
+constexpr uint64_t kBias2 = uint64_t(1) << 62;
+
+struct Cell {
+  std::atomic<uintptr_t> next;
+  Batch* batch;
+};
+
+constexpr unsigned kInlineCells = 16;
+constexpr unsigned kChunkCells = 127;
+struct CellChunk {
+  CellChunk* next;
+  uint64_t pad;
+  Cell cells[kChunkCells];
+};
+
+struct Item {
+  void* p;
+  void (*fn)(void*, void*);  // null: plain free
+  void* ctx;
+  uint64_t size_kind;  // usable size << 1 | 1 when fn disposes of the block itself
+};
+
+}  // namespace
+
+struct Batch {
+  std::atomic<uint64_t> refs;
+  uint64_t min_birth;
+  uint32_t count;
+  uint32_t cap;
+  uint32_t cells_used;
+  uint32_t gen;
+  CellChunk* chunks;
+  Batch* qnext;
+  std::atomic<Batch*> handoff_next{nullptr};
+  Batch* handoff_link = nullptr;
+  Cell cells[kInlineCells];
+  Item items[1];  // cap of them
+};
+
+namespace {
+
+size_t batch_bytes(uint32_t cap) { return sizeof(Batch) + (cap - 1) * sizeof(Item); }
+
+}  // namespace
+
+// One reservation: the list head, the {era, tag} pair, and the slow-path request.
+struct alignas(64) Slot {
+  std::atomic<uintptr_t> head;
+  uint64_t pad;
+  Pair era;     // {reserved era, tag}
+  Pair result;  // {kPendingResult / value / 0, tag}
+  std::atomic<void* const volatile*> src;
+  std::atomic<void*> parent;  // block containing src, or null for a root
+};
+
+struct Record {
+  Slot slots[kSlots];
+  alignas(64) std::atomic<void*> help_parent;  // parent this thread dereferences as helper
+  std::atomic<uint32_t> in_use;
+  // Statistics: written by the owner with relaxed load+store, summed by readers.
+  std::atomic<int64_t> retired, retired_bytes, reclaimed, reclaimed_bytes, protect_slow;
+  std::atomic<Record*> handoff_next;
+  Record* handoff_link;
+};
+
+namespace {
+
+// ---------------------------------------------------------------- globals
+
+// The record registry: chunk i holds kFirstChunk << i records; g_nrec indices handed out.
+constexpr unsigned kDirChunks = 40;
+constexpr uint64_t kFirstChunk = 16;
+std::atomic<Record*> g_dir[kDirChunks];
+std::atomic<uint64_t> g_nrec{0};
+HandoffStack<Record> g_free_records;
+std::atomic<uint64_t> g_in_use{0};  // records owned by threads now
+
+std::atomic<int64_t> g_slow_count{0};  // open slow-path requests
+HandoffStack<Batch> g_orphans;         // freed inside malloc (helping): freed later
+
+// wfmm_barrier: batches published per generation parity, still unfreed.
+std::atomic<uint32_t> g_gen{0};
+std::atomic<int64_t> g_live[2];
+pthread_mutex_t g_barrier_lock = PTHREAD_MUTEX_INITIALIZER;
+
+std::atomic<int> g_init{0};
+pthread_key_t g_key;
+
+struct Progress {
+  std::atomic<uint64_t> fast, slow, help, tag, publish, threads;
+} g_prog;
+
+void note_max(std::atomic<uint64_t>& m, uint64_t v) {
+  if (option(Opt::kCountSteps) == 0) return;
+  uint64_t cur = m.load(std::memory_order_relaxed);
+  // Bound: each failure means m grew; it grows at most to v.
+  while (cur < v && !m.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
+  }
+}
+
+void stat_add(std::atomic<int64_t>& c, int64_t v) {
+  c.store(c.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
+}
+
+unsigned chunk_of(uint64_t idx, uint64_t* base) {
+  // chunk i covers [kFirstChunk * (2^i - 1), kFirstChunk * (2^(i+1) - 1))
+  unsigned i = 63 - unsigned(__builtin_clzll(idx / kFirstChunk + 1));
+  *base = kFirstChunk * ((uint64_t(1) << i) - 1);
+  return i;
+}
+
+// Calls f(record) for every record that may be in use. Bound: g_nrec records.
+template <class F>
+void for_each_record(F f) {
+  uint64_t n = g_nrec.load(std::memory_order_seq_cst);
+  for (unsigned i = 0; i < kDirChunks; ++i) {
+    uint64_t base = kFirstChunk * ((uint64_t(1) << i) - 1);
+    if (base >= n) break;
+    Record* c = g_dir[i].load(std::memory_order_acquire);
+    if (c == nullptr) continue;  // nobody uses a record of it yet
+    uint64_t len = kFirstChunk << i;
+    if (base + len > n) len = n - base;
+    for (uint64_t j = 0; j < len; ++j) f(&c[j]);
+  }
+}
+
+// ---------------------------------------------------------------- batches and lists
+
+void queue_free(Batch* b) {
+  Local& t = t_local;
+  if (t.in_alloc != 0) {
+    g_orphans.push(b);  // (H1 of handoff.h) deleters must not run inside malloc
+    return;
+  }
+  b->qnext = t.freeq;
+  t.freeq = b;
+}
+
+// (R4) acq_rel: every drop happens-before the free by the thread that reaches zero.
+void unref(Batch* b, uint64_t n) {
+  if (b->refs.fetch_sub(n, std::memory_order_acq_rel) == n) queue_free(b);
+}
+
+void refs_add(Batch* b, uint64_t delta) {
+  if (b->refs.fetch_add(delta, std::memory_order_acq_rel) + delta == 0) queue_free(b);
+}
+
+// Walks a detached list, dropping one reference per cell. Stops at a cell whose inserter
+// has not linked it yet: that inserter then drops the rest itself (Crystalline-W).
+// Bound: the cells inserted into this slot since its last drop (one per batch published
+// while it held a reservation those batches could reach).
+void drop_list(uintptr_t l) {
+  while (l != kEnd && l != kActiveEmpty && l != kInactive) {
+    Cell* c = reinterpret_cast<Cell*>(l);
+    Batch* b = c->batch;
+    // (R3) acq_rel: pairs with the inserter's link CAS (R2).
+    uintptr_t nx = c->next.exchange(kVisited, std::memory_order_acq_rel);
+    unref(b, 1);
+    if (nx == kPendingNext) break;
+    l = nx;
+  }
+}
+
+Cell* next_cell(Batch* b) {
+  uint32_t i = b->cells_used++;
+  if (i < kInlineCells) return &b->cells[i];
+  i -= kInlineCells;
+  if (i % kChunkCells == 0) {
+    auto* ch = static_cast<CellChunk*>(meta::alloc(sizeof(CellChunk)));
+    if (ch == nullptr) {
+      --b->cells_used;
+      return nullptr;
+    }
+    ch->next = b->chunks;
+    b->chunks = ch;
+  }
+  return &b->chunks->cells[i % kChunkCells];
+}
+
+// Inserts c (for batch b) into slot s's list with one exchange. True if the slot's owner
+// now holds a reference (the count must include it).
+bool insert(Slot& s, Cell* c) {
+  c->next.store(kPendingNext, std::memory_order_relaxed);
+  // (R1) acq_rel: the batch's contents happen-before the owner's walk; the exchange reads
+  // the head after the batch's blocks were unlinked (seq_cst fence in publish).
+  uintptr_t prev = s.head.exchange(reinterpret_cast<uintptr_t>(c), std::memory_order_seq_cst);
+  if (prev == kInactive) {
+    // The slot went inactive after the scan read it: take the cell back if nobody saw it.
+    uintptr_t exp = reinterpret_cast<uintptr_t>(c);
+    if (s.head.compare_exchange_strong(exp, kInactive, std::memory_order_acq_rel)) return false;
+    return true;  // the owner or a later inserter has it now: c.next stays kPendingNext
+  }
+  uintptr_t nv = prev == kActiveEmpty ? kEnd : prev;
+  uintptr_t exp = kPendingNext;
+  // (R2) release: pairs with (R3).
+  if (!c->next.compare_exchange_strong(exp, nv, std::memory_order_acq_rel)) {
+    // The owner already walked to c and stopped: the older cells are ours to drop.
+    drop_list(nv);
+  }
+  return true;
+}
+
+Record* own_record();
+
+void free_batch(Batch* b) {
+  Local& t = t_local;
+  if (t.rec == nullptr) own_record();  // counts go to the freeing thread's record
+  bool poison = option(Opt::kPoison) != 0;
+  int64_t bytes = 0;
+  // Bound: the batch's items (at most the batch option's maximum, 4096).
+  for (uint32_t i = 0; i < b->count; ++i) {
+    Item& it = b->items[i];
+    size_t size = size_t(it.size_kind >> 1);
+    bytes += int64_t(size);
+    void* start;
+    // The block is no longer retired: a later malloc of it records a new era.
+    if (std::atomic<uint64_t>* w = side_word_containing(it.p, &start))
+      w->store(0, std::memory_order_relaxed);
+    if (it.size_kind & 1) {
+      it.fn(it.p, it.ctx);  // disposes of the block itself
+      continue;
+    }
+    if (it.fn != nullptr) it.fn(it.p, it.ctx);
+    if (poison) memset(it.p, 0xdb, size);
+    heap_free(it.p, "retire");
+  }
+  if (Record* r = t.rec) {
+    stat_add(r->reclaimed, b->count);
+    stat_add(r->reclaimed_bytes, bytes);
+  }
+  g_live[b->gen & 1].fetch_sub(1, std::memory_order_release);
+  // Bound: the batch's cell chunks (eligible reservations / kChunkCells).
+  while (CellChunk* ch = b->chunks) {
+    b->chunks = ch->next;
+    meta::release(ch, sizeof(CellChunk));
+  }
+  meta::release(b, batch_bytes(b->cap));
+}
+
+// Frees the batches this thread brought to zero, running their deleters. Deleters may
+// retire, protect or free: the queue is a loop, not a recursion.
+// Bound: the batches queued, plus those queued by the deleters it runs.
+void run_frees() {
+  Local& t = t_local;
+  if (t.draining != 0 || t.in_alloc != 0) return;
+  t.draining = 1;
+  for (;;) {
+    if (Batch* b = t.freeq) {
+      t.freeq = b->qnext;
+      free_batch(b);
+      continue;
+    }
+    // Batches freed inside malloc by helpers: a bounded share per call.
+    if (g_orphans.try_begin()) {
+      g_orphans.drain(16);
+      Batch* o = g_orphans.owned();
+      g_orphans.owned() = nullptr;
+      g_orphans.owned_count() = 0;
+      g_orphans.end();
+      // Bound: 16 drained.
+      while (o != nullptr) {
+        Batch* n = o->handoff_link;
+        o->qnext = t.freeq;
+        t.freeq = o;
+        o = n;
+      }
+      if (t.freeq != nullptr) continue;
+    }
+    break;
+  }
+  t.draining = 0;
+}
+
+Batch* new_batch() {
+  uint32_t cap = uint32_t(option(Opt::kBatch));
+  auto* b = static_cast<Batch*>(meta::alloc(batch_bytes(cap)));
+  if (b == nullptr) return nullptr;
+  new (b) Batch();
+  b->refs.store(kBias, std::memory_order_relaxed);
+  b->min_birth = ~uint64_t(0);
+  b->count = 0;
+  b->cap = cap;
+  b->cells_used = 0;
+  b->chunks = nullptr;
+  b->qnext = nullptr;
+  return b;
+}
+
+// Publishes a batch: one pass over every reservation; each active one whose era is at least
+// the batch's oldest birth gets a cell. Wait-free: one exchange (and at most one CAS) per
+// reservation. Bound: records x kSlots reservations inspected.
+void publish(Batch* b) {
+  uint32_t gen = g_gen.load(std::memory_order_acquire);
+  b->gen = gen;
+  g_live[gen & 1].fetch_add(1, std::memory_order_relaxed);
+  // (E4) seq_cst: the blocks were unlinked before they were retired; this fence orders
+  // those unlinks before the reads of the reservations below (pairs with E1 at readers).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  uint64_t k = 0, inspected = 0;
+  bool oom = false;
+  for_each_record([&](Record* r) {
+    // Bound: kSlots.
+    for (unsigned j = 0; j < kSlots; ++j) {
+      ++inspected;
+      Slot& s = r->slots[j];
+      if (s.head.load(std::memory_order_seq_cst) == kInactive) continue;
+      if (dload_lo(&s.era) < b->min_birth) continue;  // cannot hold any of these blocks
+      Cell* c = oom ? nullptr : next_cell(b);
+      if (c == nullptr) {
+        // No metadata left for a cell: this reservation could still reach the batch, so
+        // the batch must never be freed. Leak it (reported) rather than free it early.
+        oom = true;
+        continue;
+      }
+      c->batch = b;
+      if (insert(s, c)) ++k;
+    }
+  });
+  note_max(g_prog.publish, inspected);
+  if (oom) {
+    report_error("retire", "out of memory for reclamation metadata: batch kept forever at",
+                 b);
+    return;
+  }
+  refs_add(b, k - kBias);
+}
+
+// ---------------------------------------------------------------- records
+
+void thread_exit(void* arg);
+
+Record* new_record() {
+  if (g_free_records.try_begin()) {
+    g_free_records.drain(kDrainBudget);
+    Record* r = g_free_records.owned();
+    if (r != nullptr) {
+      g_free_records.owned() = r->handoff_link;
+      --g_free_records.owned_count();
+    }
+    g_free_records.end();
+    if (r != nullptr) return r;
+  }
+  uint64_t idx = g_nrec.load(std::memory_order_relaxed);
+  uint64_t base;
+  unsigned ci = chunk_of(idx, &base);
+  if (ci >= kDirChunks) return nullptr;
+  // Map the chunk first, so a scanner that counts the index finds its records.
+  if (g_dir[ci].load(std::memory_order_acquire) == nullptr) {
+    size_t bytes = size_t(kFirstChunk << ci) * sizeof(Record);
+    bytes = (bytes + os::kPageSize - 1) & ~(os::kPageSize - 1);
+    void* m = os::map_aligned(bytes, os::kPageSize);
+    if (m == nullptr) return nullptr;
+    auto* recs = static_cast<Record*>(m);  // zero memory: heads kInactive, eras 0
+    Record* exp = nullptr;
+    if (!g_dir[ci].compare_exchange_strong(exp, recs, std::memory_order_acq_rel))
+      os::unmap(m, bytes);
+  }
+  idx = g_nrec.fetch_add(1, std::memory_order_seq_cst);
+  ci = chunk_of(idx, &base);
+  if (ci >= kDirChunks) return nullptr;
+  if (g_dir[ci].load(std::memory_order_acquire) == nullptr) {
+    // Another thread took the last index of the chunk we mapped: map this one too.
+    size_t bytes = size_t(kFirstChunk << ci) * sizeof(Record);
+    bytes = (bytes + os::kPageSize - 1) & ~(os::kPageSize - 1);
+    void* m = os::map_aligned(bytes, os::kPageSize);
+    if (m == nullptr) return nullptr;  // the index stays unused: its records read inactive
+    Record* exp = nullptr;
+    if (!g_dir[ci].compare_exchange_strong(exp, static_cast<Record*>(m),
+                                           std::memory_order_acq_rel))
+      os::unmap(m, bytes);
+  }
+  return &g_dir[ci].load(std::memory_order_acquire)[idx - base];
+}
+
+void stats_fill(::wfmm_stats* out) {
+  int64_t ret = 0, retb = 0, rec = 0, recb = 0, slow = 0;
+  for_each_record([&](Record* r) {
+    ret += r->retired.load(std::memory_order_relaxed);
+    retb += r->retired_bytes.load(std::memory_order_relaxed);
+    rec += r->reclaimed.load(std::memory_order_relaxed);
+    recb += r->reclaimed_bytes.load(std::memory_order_relaxed);
+    slow += r->protect_slow.load(std::memory_order_relaxed);
+  });
+  out->retired = uint64_t(ret);
+  out->reclaimed = uint64_t(rec);
+  out->retired_pending = ret > rec ? uint64_t(ret - rec) : 0;
+  out->retired_pending_bytes = retb > recb ? uint64_t(retb - recb) : 0;
+  out->protect_slow = uint64_t(slow);
+  out->era = g_era.load(std::memory_order_relaxed);
+}
+
+void help_pending();
+void fork_prepare();
+void fork_parent();
+void fork_child();
+
+void init() {
+  int st = g_init.load(std::memory_order_acquire);
+  if (WFMM_LIKELY(st == 2)) return;
+  process_init();
+  int exp = 0;
+  if (g_init.compare_exchange_strong(exp, 1, std::memory_order_acq_rel)) {
+    pthread_key_create(&g_key, &thread_exit);
+    g_stats_hook = &stats_fill;
+    g_fork_prepare_hook = &fork_prepare;
+    g_fork_parent_hook = &fork_parent;
+    g_fork_child_hook = &fork_child;
+    g_era_hook = &help_pending;
+    birth_tracking_on();
+    g_init.store(2, std::memory_order_release);
+    return;
+  }
+  // Another thread is initialising: a bounded number of its steps (it runs; we yield).
+  // Bound: the initialiser's few stores above. Happens once per process.
+  while (g_init.load(std::memory_order_acquire) != 2) sched_yield();
+}
+
+// The calling thread's record, claimed on first use. Null only when the OS refuses memory.
+Record* own_record() {
+  Local& t = t_local;
+  if (WFMM_LIKELY(t.rec != nullptr)) return t.rec;
+  init();
+  Record* r = new_record();
+  if (r == nullptr) return nullptr;
+  r->in_use.store(1, std::memory_order_relaxed);
+  t.rec = r;
+  for (unsigned j = 0; j < kSlots; ++j) {
+    t.era[j] = 0;
+    t.pub[j] = dload_lo(&r->slots[j].era);
+    t.tag[j] = dload_hi(&r->slots[j].era);
+  }
+  t.active = 0;
+  uint64_t n = g_in_use.fetch_add(1, std::memory_order_relaxed) + 1;
+  uint64_t seen = g_prog.threads.load(std::memory_order_relaxed);
+  // Bound: each failure means the maximum grew; it grows at most to n.
+  while (seen < n && !g_prog.threads.compare_exchange_weak(seen, n, std::memory_order_relaxed)) {
+  }
+  pthread_setspecific(g_key, r);
+  return r;
+}
+
+Record* need_record(const char* who) {
+  Record* r = own_record();
+  if (r == nullptr) {
+    report_error(who, "out of memory for a thread record", nullptr);
+  }
+  return r;
+}
+
+// ---------------------------------------------------------------- reservations
+
+// Publishes era e in slot j (owner; no request open, so no other writer can succeed).
+void publish_era(Local& t, Slot& s, unsigned j, uint64_t e) {
+  Pair exp{t.pub[j], t.tag[j]};
+  // (E1) the locked CAS is a full barrier: the reservation is visible before the pointer
+  // is read again (pairs with E4 at retirers). Bound: 2 (a stale helper cannot match the
+  // tag; the retry only corrects a stale local copy of the pair).
+  for (int i = 0; i < 2 && !dcas(&s.era, &exp, Pair{e, t.tag[j]}); ++i) {
+  }
+  t.pub[j] = e;
+}
+
+// Makes slot j active with an empty list, dropping whatever it held.
+// Returns the era to reserve (read after the list was emptied).
+uint64_t reset_slot(Local& t, unsigned j) {
+  Slot& s = t.rec->slots[j];
+  uintptr_t old = s.head.exchange(kInactive, std::memory_order_acq_rel);
+  drop_list(old);
+  // Inserters that found the slot inactive and raced may have left cells: take them too.
+  old = s.head.exchange(kActiveEmpty, std::memory_order_seq_cst);
+  drop_list(old);
+  t.active |= 1u << j;
+  return g_era.load(std::memory_order_seq_cst);
+}
+
+uint64_t refresh(Local& t, unsigned j, uint64_t e) {
+  Slot& s = t.rec->slots[j];
+  if (!(t.active & (1u << j)) ||
+      s.head.load(std::memory_order_relaxed) != kActiveEmpty) {
+    e = reset_slot(t, j);
+  }
+  publish_era(t, s, j, e);
+  return e;
+}
+
+void deactivate(Local& t, unsigned j) {
+  Slot& s = t.rec->slots[j];
+  drop_list(s.head.exchange(kInactive, std::memory_order_acq_rel));
+  t.era[j] = 0;
+  t.active &= ~(1u << j);
+}
+
+// Raises slot s's era to at least e while its tag is `tag`. False if the request closed.
+// Bound: each failed CAS means another thread raised the era (or closed the request); the
+// era only takes values of the global clock, which moves at most n times while a request
+// is open (n = records in use), so at most n + 1 iterations.
+bool raise(Slot& s, uint64_t tag, uint64_t e) {
+  Pair cur{dload_lo(&s.era), dload_hi(&s.era)};
+  for (;;) {
+    if (cur.hi != tag) return false;
+    if (cur.lo >= e) return true;
+    if (dcas(&s.era, &cur, Pair{e, tag})) return true;
+  }
+}
+
+// ---------------------------------------------------------------- helping
+
+// A helper stops using a parent: if the helpee handed it a reference meanwhile (nulled our
+// help_parent), that reference is ours to drop.
+void release_parent(Record* me, void* parent) {
+  void* exp = parent;
+  if (me->help_parent.compare_exchange_strong(exp, nullptr, std::memory_order_acq_rel)) return;
+  void* start;
+  std::atomic<uint64_t>* w = side_word_containing(parent, &start);
+  uint64_t v = w != nullptr ? w->load(std::memory_order_acquire) : 0;
+  if (v & kRetiredBit) unref(reinterpret_cast<Batch*>(v & ~kRetiredBit), 1);
+}
+
+// Completes (or sees completed) the request of slot s with tag `tag`.
+// Bound: n + 1 attempts (each failed attempt is an era change; while the request is open
+// the era changes at most n times, because every thread that ticks it helps first).
+void help_one(Record* me, Slot& s, uint64_t tag) {
+  void* const volatile* src = s.src.load(std::memory_order_acquire);
+  void* parent = s.parent.load(std::memory_order_acquire);
+  Pair cur = dload(&s.result);
+  if (cur.lo != kPendingResult || cur.hi != tag) return;
+  Local& t = t_local;
+  if (parent != nullptr) {
+    // (H1) seq_cst: announce the parent, then protect it, then re-check the request; the
+    // helpee reads help_parent after the request closed (H2).
+    me->help_parent.store(parent, std::memory_order_seq_cst);
+    uint64_t e = reset_slot(t, kHelpSlot);
+    publish_era(t, me->slots[kHelpSlot], kHelpSlot, e);
+    cur = dload(&s.result);
+    if (cur.lo != kPendingResult || cur.hi != tag) {
+      deactivate(t, kHelpSlot);
+      release_parent(me, parent);
+      return;
+    }
+  }
+  uint64_t i = 0;
+  for (;; ++i) {
+    cur = dload(&s.result);
+    if (cur.lo != kPendingResult || cur.hi != tag) break;
+    uint64_t e = g_era.load(std::memory_order_seq_cst);
+    if (!raise(s, tag, e)) break;
+    // (E5) the helpee's reservation (raised above, locked) precedes this read.
+    void* p = __atomic_load_n(const_cast<void**>(src), __ATOMIC_ACQUIRE);
+    if (g_era.load(std::memory_order_seq_cst) == e) {
+      Pair exp{kPendingResult, tag};
+      dcas(&s.result, &exp, Pair{reinterpret_cast<uint64_t>(p), tag});
+      break;
+    }
+  }
+  note_max(g_prog.help, i + 1);
+  if (parent != nullptr) {
+    deactivate(t, kHelpSlot);
+    release_parent(me, parent);
+  }
+}
+
+// Era hook: before a thread ticks the era it completes every open request.
+// Bound: records x kUserSlots requests, each help_one bounded as above.
+void help_pending() {
+  if (g_slow_count.load(std::memory_order_seq_cst) == 0) return;
+  Local& t = t_local;
+  Record* me = own_record();
+  if (me == nullptr) return;
+  t.in_alloc = 1;
+  for_each_record([&](Record* r) {
+    if (r == me) return;
+    for (unsigned j = 0; j < kUserSlots; ++j) {
+      Slot& s = r->slots[j];
+      if (dload_lo(&s.result) != kPendingResult) continue;
+      Pair cur = dload(&s.result);
+      if (cur.lo == kPendingResult) help_one(me, s, cur.hi);
+    }
+  });
+  t.in_alloc = 0;
+}
+
+// The helpee, after its request closed: helpers still dereferencing its parent get a
+// reference on the parent's batch if the parent was retired (Crystalline-W's hand-off).
+// Bound: records.
+void handoff_parent(void* parent) {
+  void* start;
+  std::atomic<uint64_t>* w = side_word_containing(parent, &start);
+  if (w == nullptr) return;
+  uint64_t v = w->load(std::memory_order_acquire);
+  if (!(v & kRetiredBit)) return;  // a later retire will find the helpers' reservations
+  auto* b = reinterpret_cast<Batch*>(v & ~kRetiredBit);
+  b->refs.fetch_add(kBias2, std::memory_order_acq_rel);
+  uint64_t handed = 0;
+  for_each_record([&](Record* r) {
+    void* exp = parent;
+    // (H2) seq_cst: pairs with (H1).
+    if (r->help_parent.load(std::memory_order_seq_cst) == parent &&
+        r->help_parent.compare_exchange_strong(exp, nullptr, std::memory_order_acq_rel))
+      ++handed;
+  });
+  refs_add(b, handed - kBias2);
+}
+
+void* protect_slow(Local& t, void* const volatile* src, unsigned j) {
+  Record* r = t.rec;
+  Slot& s = r->slots[j];
+  stat_add(r->protect_slow, 1);
+  if (!(t.active & (1u << j))) publish_era(t, s, j, reset_slot(t, j));
+  // The block holding src (a root in static or stack memory has none): helpers protect it
+  // while they read src on our behalf.
+  void* parent = nullptr;
+  size_t parent_size;
+  if (!block_lookup(const_cast<void**>(src), &parent, &parent_size)) parent = nullptr;
+  uint64_t tag = t.tag[j] + 1;  // odd: a request is open
+  s.src.store(src, std::memory_order_relaxed);
+  s.parent.store(parent, std::memory_order_relaxed);
+  // Open: tag the era pair, then the result (both locked: src/parent are visible first).
+  Pair exp{t.pub[j], t.tag[j]};
+  // Bound: 2 (only the owner writes a pair whose tag is even).
+  for (int i = 0; i < 2 && !dcas(&s.era, &exp, Pair{exp.lo, tag}); ++i) {
+  }
+  Pair res = dload(&s.result);
+  dcas(&s.result, &res, Pair{kPendingResult, tag});
+  g_slow_count.fetch_add(1, std::memory_order_seq_cst);
+  uint64_t i = 0;
+  for (;; ++i) {  // Bound: n + 1 (see help_one)
+    if (dload_lo(&s.result) != kPendingResult) break;
+    uint64_t e = g_era.load(std::memory_order_seq_cst);
+    if (!raise(s, tag, e)) break;
+    void* p = __atomic_load_n(const_cast<void**>(src), __ATOMIC_ACQUIRE);
+    if (g_era.load(std::memory_order_seq_cst) == e) {
+      Pair pe{kPendingResult, tag};
+      dcas(&s.result, &pe, Pair{reinterpret_cast<uint64_t>(p), tag});
+      break;
+    }
+  }
+  note_max(g_prog.slow, i + 1);
+  res = dload(&s.result);
+  void* value = reinterpret_cast<void*>(res.lo);
+  if (parent != nullptr) handoff_parent(parent);
+  // Close: even tag again. Helpers that saw the request open may still raise the era once
+  // each. Bound: n + 1.
+  Pair cur = dload(&s.era);
+  uint64_t c = 0;
+  while (!dcas(&s.era, &cur, Pair{cur.lo, tag + 1})) ++c;
+  note_max(g_prog.tag, c + 1);
+  Pair rc = res;
+  dcas(&s.result, &rc, Pair{0, tag + 1});  // only the owner writes a closed request
+  g_slow_count.fetch_sub(1, std::memory_order_seq_cst);
+  t.tag[j] = tag + 1;
+  t.pub[j] = cur.lo;
+  // The fast path may trust this slot only if it is allowed to try at all.
+  t.era[j] = option(Opt::kProtectAttempts) != 0 ? cur.lo : 0;
+  return value;
+}
+
+// ---------------------------------------------------------------- thread lifecycle
+
+void clear_all(Local& t) {
+  // Bound: kSlots.
+  for (unsigned j = 0; j < kSlots; ++j) {
+    if (t.active & (1u << j)) deactivate(t, j);
+  }
+}
+
+void thread_exit(void* arg) {
+  Local& t = t_local;
+  Record* r = static_cast<Record*>(arg);
+  if (r == nullptr || t.rec != r) return;
+  t.depth = 0;
+  clear_all(t);
+  if (Batch* b = t.batch) {
+    t.batch = nullptr;
+    publish(b);
+  }
+  run_frees();
+  t.rec = nullptr;
+  r->in_use.store(0, std::memory_order_relaxed);
+  g_in_use.fetch_sub(1, std::memory_order_relaxed);
+  g_free_records.push(r);  // (H1 of handoff.h): its cleared state precedes the next owner
+  meta::thread_flush();
+}
+
+void fork_prepare() {
+  g_free_records.acquire_for_fork();
+  g_orphans.acquire_for_fork();
+  meta::fork_prepare();
+}
+
+void fork_parent() {
+  meta::fork_release();
+  g_orphans.end();
+  g_free_records.end();
+}
+
+// Child of fork: only the forking thread lives. Every other record's reservations are
+// dropped and its open request closed; the records go back to the pool. Other threads'
+// partial batches are lost with them (their blocks stay retired, never freed).
+void fork_child() {
+  meta::fork_release();
+  g_orphans.end();
+  g_free_records.end();
+  Local& t = t_local;
+  uint32_t saved = t.in_alloc;
+  t.in_alloc = 1;  // no deleters inside fork(): batches brought to zero become orphans
+  for_each_record([&](Record* r) {
+    if (r == t.rec || r->in_use.load(std::memory_order_relaxed) == 0) return;
+    for (unsigned j = 0; j < kSlots; ++j) {
+      Slot& s = r->slots[j];
+      drop_list(s.head.exchange(kInactive, std::memory_order_acq_rel));
+      Pair res = dload(&s.result);
+      if (res.lo == kPendingResult) {
+        dcas(&s.result, &res, Pair{0, res.hi + 1});
+        Pair e = dload(&s.era);
+        dcas(&s.era, &e, Pair{e.lo, e.hi + 1});
+        g_slow_count.fetch_sub(1, std::memory_order_relaxed);
+      }
+    }
+    r->help_parent.store(nullptr, std::memory_order_relaxed);
+    r->in_use.store(0, std::memory_order_relaxed);
+    g_in_use.fetch_sub(1, std::memory_order_relaxed);
+    g_free_records.push(r);
+  });
+  t.in_alloc = saved;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- API
+
+void misuse(const char* who, const char* what) {
+  report_error(who, what, nullptr);
+  // on_error=continue reaches here: there is no safe answer to give (an unprotected
+  // pointer would be a use-after-free waiting to happen).
+  const char m[] = "wfmm: cannot continue after this misuse of protect\n";
+  os::write_stderr(m, sizeof m - 1);
+  __builtin_trap();
+}
+
+void enter_slow() {
+  Local& t = t_local;
+  if (need_record("enter") == nullptr) return;
+  ++t.depth;
+}
+
+void leave_slow() {
+  Local& t = t_local;
+  if (t.depth == 0) {
+    report_error("leave", "wfmm_leave without a matching wfmm_enter", nullptr);
+    return;
+  }
+  t.depth = 0;
+  clear_all(t);
+  run_frees();
+}
+
+void* protect_slow_entry(void* const volatile* src, unsigned j) {
+  Local& t = t_local;
+  if (j >= kUserSlots) misuse("protect", "index out of range (>= WFMM_PROTECT_SLOTS)");
+  if (t.depth == 0 || t.rec == nullptr) misuse("protect", "called outside a region");
+  unsigned attempts = unsigned(option(Opt::kProtectAttempts));
+  uint64_t e0 = t.era[j];
+  void* p = nullptr;
+  // The inline fast path made the first attempt. Bound: protect_attempts.
+  for (unsigned k = 1; k < attempts; ++k) {
+    e0 = refresh(t, j, g_era.load(std::memory_order_seq_cst));
+    p = __atomic_load_n(const_cast<void**>(src), __ATOMIC_ACQUIRE);
+    uint64_t e = g_era.load(std::memory_order_acquire);
+    if (e == e0) {
+      t.era[j] = e;
+      note_max(g_prog.fast, k + 1);
+      run_frees();
+      return p;
+    }
+  }
+  note_max(g_prog.fast, attempts);
+  p = protect_slow(t, src, j);
+  run_frees();
+  return p;
+}
+
+void retire(void* p, void (*fn)(void*, void*), void* ctx, bool dispose) {
+  if (p == nullptr) return;
+  Local& t = t_local;
+  Record* r = need_record("retire");
+  if (r == nullptr) return;
+  std::atomic<uint64_t>* w;
+  size_t size;
+  if (const char* why = block_for_retire(p, &w, &size)) return report_error("retire", why, p);
+  uint64_t birth = w->load(std::memory_order_relaxed);
+  if (birth & kRetiredBit) return report_error("retire", "block already retired:", p);
+  Batch* b = t.batch;
+  if (b == nullptr) {
+    b = new_batch();
+    if (b == nullptr) {
+      return report_error("retire", "out of memory for reclamation metadata; not retired:", p);
+    }
+    t.batch = b;
+  }
+  // One CAS: a racing retire of the same block (a program error) loses and is reported.
+  if (!w->compare_exchange_strong(birth, kRetiredBit | reinterpret_cast<uint64_t>(b),
+                                  std::memory_order_acq_rel))
+    return report_error("retire", "block already retired:", p);
+  Item& it = b->items[b->count++];
+  it.p = p;
+  it.fn = fn;
+  it.ctx = ctx;
+  it.size_kind = uint64_t(size) << 1 | (dispose ? 1 : 0);
+  if (birth < b->min_birth) b->min_birth = birth;
+  stat_add(r->retired, 1);
+  stat_add(r->retired_bytes, int64_t(size));
+  if (b->count == b->cap) {
+    t.batch = nullptr;
+    publish(b);
+  }
+  run_frees();
+}
+
+void flush() {
+  Local& t = t_local;
+  if (need_record("flush") == nullptr) return;
+  if (Batch* b = t.batch) {
+    t.batch = nullptr;
+    publish(b);
+  }
+  run_frees();
+}
+
+void barrier() {
+  Local& t = t_local;
+  if (t.depth != 0) misuse("barrier", "wfmm_barrier inside a region would wait for itself");
+  init();
+  flush();
+  pthread_mutex_lock(&g_barrier_lock);
+  uint32_t g = g_gen.load(std::memory_order_relaxed);
+  g_gen.store(g + 1, std::memory_order_seq_cst);
+  // Blocking by contract: until the regions that hold those batches close.
+  while (g_live[g & 1].load(std::memory_order_acquire) > 0) {
+    run_frees();
+    struct timespec ts = {0, 100 * 1000};
+    nanosleep(&ts, nullptr);
+  }
+  pthread_mutex_unlock(&g_barrier_lock);
+}
+
+void progress(wfmm_progress* out) {
+  out->threads = g_prog.threads.load(std::memory_order_relaxed);
+  out->protect_fast_max = g_prog.fast.load(std::memory_order_relaxed);
+  out->protect_slow_max = g_prog.slow.load(std::memory_order_relaxed);
+  out->help_max = g_prog.help.load(std::memory_order_relaxed);
+  out->tag_cas_max = g_prog.tag.load(std::memory_order_relaxed);
+  out->publish_max = g_prog.publish.load(std::memory_order_relaxed);
+  out->slots_per_record = kSlots;
+}
+
+}  // namespace wfmm::reclaim

@@ -1,0 +1,78 @@
+// Safe memory reclamation, Crystalline-W inside the heaps (reclaim/README.md). The fast
+// paths (enter, leave of a nested region, protect when the era has not moved) are inline
+// here; everything else is in reclaim.cpp. Includes allocator headers only.
+#pragma once
+#include <atomic>
+
+#include "birth.h"
+#include "config.h"
+#include "dcas.h"
+#include "wfmm/wfmm.h"
+
+namespace wfmm::reclaim {
+
+inline constexpr unsigned kUserSlots = WFMM_PROTECT_SLOTS;
+inline constexpr unsigned kHelpSlot = kUserSlots;  // the helper's own reservation
+inline constexpr unsigned kSlots = kUserSlots + 1;
+
+struct Record;
+struct Batch;
+
+// Per-thread state (initial-exec TLS; plain fields, owner only).
+struct Local {
+  Record* rec;
+  uint32_t depth;                // region nesting
+  uint32_t active;               // bit i: slot i's head is not kInactive
+  uint64_t era[kSlots];          // fast-path cache: the era reserved, 0 = none (g_era >= 1)
+  uint64_t pub[kSlots];          // the era word as published in the slot's pair
+  uint64_t tag[kSlots];          // the slot's tag (even; odd only inside a slow protect)
+  Batch* batch;                  // partial batch being filled
+  Batch* freeq;                  // batches whose count reached zero, to free
+  uint32_t draining;             // inside run_frees: deleters may re-enter
+  uint32_t in_alloc;             // helping from malloc: no deleters may run here
+};
+extern __thread Local t_local __attribute__((tls_model("initial-exec")));
+
+// Out of line (reclaim.cpp).
+void enter_slow();
+void leave_slow();
+void* protect_slow_entry(void* const volatile* src, unsigned index);
+void retire(void* p, void (*fn)(void*, void*), void* ctx, bool dispose);
+void flush();
+void barrier();
+void progress(wfmm_progress* out);
+[[noreturn]] void misuse(const char* who, const char* what);
+
+WFMM_INLINE void enter() {
+  Local& t = t_local;
+  if (WFMM_LIKELY(t.rec != nullptr)) {
+    ++t.depth;
+    return;
+  }
+  enter_slow();
+}
+
+WFMM_INLINE void leave() {
+  Local& t = t_local;
+  if (WFMM_LIKELY(t.depth > 1)) {
+    --t.depth;
+    return;
+  }
+  leave_slow();
+}
+
+// The common case: the era this slot reserves is still the global era, so the pointer just
+// loaded is covered (two loads and a compare; the reservation was published, with a full
+// barrier, when the era last changed). Otherwise the bounded loop in protect_slow_entry.
+WFMM_INLINE void* protect(void* const volatile* src, unsigned index) {
+  Local& t = t_local;
+  if (WFMM_LIKELY(index < kUserSlots && t.depth != 0)) {
+    // (E3) acquire load of the pointer, then acquire load of the era: the era check happens
+    // after the pointer was read.
+    void* p = __atomic_load_n(const_cast<void**>(src), __ATOMIC_ACQUIRE);
+    if (WFMM_LIKELY(g_era.load(std::memory_order_acquire) == t.era[index])) return p;
+  }
+  return protect_slow_entry(src, index);
+}
+
+}  // namespace wfmm::reclaim
