@@ -11,8 +11,10 @@
 
 namespace wfmm {
 
-std::atomic<uint64_t> g_era{1};
-std::atomic<bool> g_track{false};
+// Own cache lines: g_era is written every era_freq allocations of any thread, g_track is
+// read by every malloc and written once.
+alignas(64) std::atomic<uint64_t> g_era{1};
+alignas(64) std::atomic<bool> g_track{false};
 void (*g_era_hook)() = nullptr;
 void (*g_fork_child_hook)() = nullptr;
 void (*g_fork_prepare_hook)() = nullptr;

@@ -159,8 +159,12 @@ void init_header(Segment* s, SegmentKind kind, size_t size, bool fresh) {
 
 Segment* segment_resize(Segment* s, size_t new_size) {
   size_t old_size = s->size_;
+  Segment* old = s;
   s = huge_remap(s, old_size, new_size);
   if (s == nullptr) return nullptr;
+  // The header moved with the pages, side word included, but a cached pointer to it did
+  // not: the next user re-attaches (birth.cpp computes it from the segment address).
+  if (s != old) s->pages_[0].xside_.store(nullptr, std::memory_order_relaxed);
   s->size_ = new_size;
   s->cookie_ = kSegmentCookie ^ reinterpret_cast<uintptr_t>(s);
   g_bytes_mapped.fetch_add(int64_t(new_size) - int64_t(old_size), std::memory_order_relaxed);

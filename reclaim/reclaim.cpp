@@ -34,10 +34,11 @@ constexpr uintptr_t kPendingNext = 2;  // the inserter has not linked it yet
 constexpr uintptr_t kVisited = 3;      // the owner walked past it
 // A slow-path request's result while nobody has completed it (never a useful pointer).
 constexpr uint64_t kPendingResult = ~uint64_t(0) - 0xfe;
-// Batch count biases (Crystalline-W): keep the count above zero while insertions into
-// reservation lists (kBias) or a parent hand-off (kBias2) are still being counted.
+// Batch count bias (Crystalline-W): keeps the count above zero while insertions into
+// reservation lists are still being counted. A parent hand-off biases by the number of
+// records it scans instead (Crystalline's 2^62 could wrap when several helpees hand off the
+// same unpublished batch at once).
 constexpr uint64_t kBias = uint64_t(1) << 63;
-constexpr uint64_t kBias2 = uint64_t(1) << 62;
 
 struct Cell {
   std::atomic<uintptr_t> next;
@@ -67,7 +68,8 @@ struct Batch {
   uint32_t count;
   uint32_t cap;
   uint32_t cells_used;
-  uint32_t gen;
+  uint16_t gen;
+  uint16_t user_fn;  // some item has a deleter (user code)
   CellChunk* chunks;
   Batch* qnext;
   std::atomic<Batch*> handoff_next{nullptr};
@@ -114,15 +116,17 @@ std::atomic<uint64_t> g_nrec{0};
 HandoffStack<Record> g_free_records;
 std::atomic<uint64_t> g_in_use{0};  // records owned by threads now
 
-std::atomic<int64_t> g_slow_count{0};  // open slow-path requests
+alignas(64) std::atomic<int64_t> g_slow_count{0};  // open slow-path requests
 HandoffStack<Batch> g_orphans;         // freed inside malloc (helping): freed later
 
 // wfmm_barrier: batches published per generation parity, still unfreed.
-std::atomic<uint32_t> g_gen{0};
-std::atomic<int64_t> g_live[2];
+// (Own lines: written at every publish and batch free; the registry above is read by every
+// publish.)
+alignas(64) std::atomic<uint32_t> g_gen{0};
+alignas(64) std::atomic<int64_t> g_live[2];
 pthread_mutex_t g_barrier_lock = PTHREAD_MUTEX_INITIALIZER;
 
-std::atomic<int> g_init{0};
+alignas(64) std::atomic<int> g_init{0};
 pthread_key_t g_key;
 
 struct Progress {
@@ -148,10 +152,10 @@ unsigned chunk_of(uint64_t idx, uint64_t* base) {
   return i;
 }
 
-// Calls f(record) for every record that may be in use. Bound: g_nrec records.
+// Calls f(record) for the first n records (those that may be in use when n = g_nrec).
+// Bound: n records.
 template <class F>
-void for_each_record(F f) {
-  uint64_t n = g_nrec.load(std::memory_order_seq_cst);
+void for_each_record_n(uint64_t n, F f) {
   for (unsigned i = 0; i < kDirChunks; ++i) {
     uint64_t base = kFirstChunk * ((uint64_t(1) << i) - 1);
     if (base >= n) break;
@@ -161,6 +165,11 @@ void for_each_record(F f) {
     if (base + len > n) len = n - base;
     for (uint64_t j = 0; j < len; ++j) f(&c[j]);
   }
+}
+
+template <class F>
+void for_each_record(F f) {
+  for_each_record_n(g_nrec.load(std::memory_order_seq_cst), f);
 }
 
 // ---------------------------------------------------------------- batches and lists
@@ -276,21 +285,36 @@ void free_batch(Batch* b) {
   meta::release(b, batch_bytes(b->cap));
 }
 
-// Frees the batches this thread brought to zero, running their deleters. Deleters may
-// retire, protect or free: the queue is a loop, not a recursion.
-// Bound: the batches queued, plus those queued by the deleters it runs.
+// Frees the batches this thread brought to zero. Deleters are user code: they run only
+// outside regions (inside one, a deleter's protect would replace the caller's reservations),
+// so batches with deleters wait for the outermost leave; the others are freed at once.
+// Deleters may retire, protect or free: the queue is a loop, not a recursion.
+// Bound: the batches queued (plus those queued by the deleters it runs) + one drain of 16
+// orphans.
 void run_frees() {
   Local& t = t_local;
   if (t.draining != 0 || t.in_alloc != 0) return;
   t.draining = 1;
+  bool orphans = false;
   for (;;) {
     if (Batch* b = t.freeq) {
       t.freeq = b->qnext;
-      free_batch(b);
+      if (b->user_fn != 0 && t.depth != 0) {
+        b->qnext = t.deferq;
+        t.deferq = b;
+      } else {
+        free_batch(b);
+      }
       continue;
     }
-    // Batches freed inside malloc by helpers: a bounded share per call.
-    if (g_orphans.try_begin()) {
+    if (t.deferq != nullptr && t.depth == 0) {
+      t.freeq = t.deferq;
+      t.deferq = nullptr;
+      continue;
+    }
+    // Batches freed inside malloc by helpers: one bounded share per call.
+    if (!orphans && g_orphans.try_begin()) {
+      orphans = true;
       g_orphans.drain(16);
       Batch* o = g_orphans.owned();
       g_orphans.owned() = nullptr;
@@ -303,7 +327,7 @@ void run_frees() {
         t.freeq = o;
         o = n;
       }
-      if (t.freeq != nullptr) continue;
+      continue;
     }
     break;
   }
@@ -320,6 +344,7 @@ Batch* new_batch() {
   b->count = 0;
   b->cap = cap;
   b->cells_used = 0;
+  b->user_fn = 0;
   b->chunks = nullptr;
   b->qnext = nullptr;
   return b;
@@ -628,16 +653,19 @@ void handoff_parent(void* parent) {
   uint64_t v = w->load(std::memory_order_acquire);
   if (!(v & kRetiredBit)) return;  // a later retire will find the helpers' reservations
   auto* b = reinterpret_cast<Batch*>(v & ~kRetiredBit);
-  b->refs.fetch_add(kBias2, std::memory_order_acq_rel);
+  // At most one reference per record scanned can be handed out: that many keep the count
+  // above zero meanwhile.
+  uint64_t n = g_nrec.load(std::memory_order_seq_cst);
+  b->refs.fetch_add(n, std::memory_order_acq_rel);
   uint64_t handed = 0;
-  for_each_record([&](Record* r) {
+  for_each_record_n(n, [&](Record* r) {
     void* exp = parent;
     // (H2) seq_cst: pairs with (H1).
     if (r->help_parent.load(std::memory_order_seq_cst) == parent &&
         r->help_parent.compare_exchange_strong(exp, nullptr, std::memory_order_acq_rel))
       ++handed;
   });
-  refs_add(b, handed - kBias2);
+  refs_add(b, handed - n);
 }
 
 void* protect_slow(Local& t, void* const volatile* src, unsigned j) {
@@ -651,6 +679,9 @@ void* protect_slow(Local& t, void* const volatile* src, unsigned j) {
   size_t parent_size;
   if (!block_lookup(const_cast<void**>(src), &parent, &parent_size)) parent = nullptr;
   uint64_t tag = t.tag[j] + 1;  // odd: a request is open
+  // Counted before it opens: a thread that ticks the era without helping must have read
+  // the count before this (the n + 1 bound).
+  g_slow_count.fetch_add(1, std::memory_order_seq_cst);
   s.src.store(src, std::memory_order_relaxed);
   s.parent.store(parent, std::memory_order_relaxed);
   // Open: tag the era pair, then the result (both locked: src/parent are visible first).
@@ -660,7 +691,6 @@ void* protect_slow(Local& t, void* const volatile* src, unsigned j) {
   }
   Pair res = dload(&s.result);
   dcas(&s.result, &res, Pair{kPendingResult, tag});
-  g_slow_count.fetch_add(1, std::memory_order_seq_cst);
   uint64_t i = 0;
   for (;; ++i) {  // Bound: n + 1 (see help_one)
     if (dload_lo(&s.result) != kPendingResult) break;
@@ -695,10 +725,16 @@ void* protect_slow(Local& t, void* const volatile* src, unsigned j) {
 
 // ---------------------------------------------------------------- thread lifecycle
 
+// Ends every reservation. An inactive slot can still hold cells: two inserters that raced
+// with its deactivation (insert's CAS back failed because a later inserter linked onto the
+// cell); they are dropped here. Bound: kSlots.
 void clear_all(Local& t) {
-  // Bound: kSlots.
   for (unsigned j = 0; j < kSlots; ++j) {
-    if (t.active & (1u << j)) deactivate(t, j);
+    if (t.active & (1u << j)) {
+      deactivate(t, j);
+    } else if (t.rec->slots[j].head.load(std::memory_order_relaxed) != kInactive) {
+      drop_list(t.rec->slots[j].head.exchange(kInactive, std::memory_order_acq_rel));
+    }
   }
 }
 
@@ -748,12 +784,10 @@ void fork_child() {
       Slot& s = r->slots[j];
       drop_list(s.head.exchange(kInactive, std::memory_order_acq_rel));
       Pair res = dload(&s.result);
-      if (res.lo == kPendingResult) {
-        dcas(&s.result, &res, Pair{0, res.hi + 1});
-        Pair e = dload(&s.era);
-        dcas(&s.era, &e, Pair{e.lo, e.hi + 1});
-        g_slow_count.fetch_sub(1, std::memory_order_relaxed);
-      }
+      // A request open (or half opened / half closed): close both halves.
+      if (res.hi & 1) dcas(&s.result, &res, Pair{0, res.hi + 1});
+      Pair e = dload(&s.era);
+      if (e.hi & 1) dcas(&s.era, &e, Pair{e.lo, e.hi + 1});
     }
     r->help_parent.store(nullptr, std::memory_order_relaxed);
     r->in_use.store(0, std::memory_order_relaxed);
@@ -761,6 +795,12 @@ void fork_child() {
     g_free_records.push(r);
   });
   t.in_alloc = saved;
+  // The forking thread is not inside protect: no request is open any more. Batches the
+  // dead threads were publishing or freeing are gone with them; the barrier starts afresh.
+  g_slow_count.store(0, std::memory_order_relaxed);
+  g_live[0].store(0, std::memory_order_relaxed);
+  g_live[1].store(0, std::memory_order_relaxed);
+  pthread_mutex_init(&g_barrier_lock, nullptr);
 }
 
 }  // namespace
@@ -845,6 +885,7 @@ void retire(void* p, void (*fn)(void*, void*), void* ctx, bool dispose) {
   it.fn = fn;
   it.ctx = ctx;
   it.size_kind = uint64_t(size) << 1 | (dispose ? 1 : 0);
+  if (fn != nullptr) b->user_fn = 1;
   if (birth < b->min_birth) b->min_birth = birth;
   stat_add(r->retired, 1);
   stat_add(r->retired_bytes, int64_t(size));

@@ -28,6 +28,7 @@ struct Local {
   uint64_t tag[kSlots];          // the slot's tag (even; odd only inside a slow protect)
   Batch* batch;                  // partial batch being filled
   Batch* freeq;                  // batches whose count reached zero, to free
+  Batch* deferq;                 // of those, batches with deleters, kept until outside regions
   uint32_t draining;             // inside run_frees: deleters may re-enter
   uint32_t in_alloc;             // helping from malloc: no deleters may run here
 };

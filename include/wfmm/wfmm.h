@@ -86,8 +86,12 @@ void wfmm_stats_get(struct wfmm_stats* out) WFMM_NOEXCEPT;
 void wfmm_enter(void) WFMM_NOEXCEPT;
 void wfmm_leave(void) WFMM_NOEXCEPT;
 /* Loads *src (acquire) and protects the block it points to. index < WFMM_PROTECT_SLOTS.
- * src must be a root (static storage, or memory that outlives every region using it) or
- * lie inside a block this thread holds protected by another index. */
+ * src must be a root (static storage, or a wfmm block that is only ever retired, never
+ * plainly freed, while regions use it: threads helping a slow protect may still read *src
+ * after the call returned) or lie inside a block this thread holds protected by another
+ * index. As with hazard pointers and eras, a value read from a node that has itself been
+ * unlinked may already be retired: structures validate that the node is still reachable
+ * (e.g. Harris-Michael's marked links) before trusting what they read through it. */
 void* wfmm_protect(void* const volatile* src, unsigned index) WFMM_NOEXCEPT;
 /* p: a live block from wfmm (any allocation call), or NULL (ignored). Freed when safe. */
 void wfmm_retire(void* p) WFMM_NOEXCEPT;
