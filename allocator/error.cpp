@@ -55,14 +55,10 @@ void Msg::emit() {
 
 void report_error(const char* who, const char* what, const void* p) {
   bool cont = option(Opt::kOnError) == 1;
-  Msg()
-      .add(who)
-      .add(": ")
-      .add(what)
-      .add(" ")
-      .hex(reinterpret_cast<uintptr_t>(p))
-      .add(cont ? " (ignored: WFMM_ON_ERROR=continue)"
-                : " (aborting; WFMM_ON_ERROR=continue to go on)")
+  Msg m;
+  m.add(who).add(": ").add(what);
+  if (p != nullptr) m.add(" ").hex(reinterpret_cast<uintptr_t>(p));  // calls with no block
+  m.add(cont ? " (ignored: WFMM_ON_ERROR=continue)" : " (aborting; WFMM_ON_ERROR=continue to go on)")
       .emit();
   if (!cont) abort();
 }

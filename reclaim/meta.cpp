@@ -36,6 +36,41 @@ struct Cache {
 };
 
 HandoffStack<Chunk> g_pool[kClasses];
+
+// The unused tail of an exited thread's bump region.
+struct Remnant {
+  std::atomic<Remnant*> handoff_next{nullptr};
+  Remnant* handoff_link = nullptr;
+  char* end = nullptr;
+};
+HandoffStack<Remnant> g_remnants;
+
+// A bump region of at least `size` bytes: an exited thread's remnant if one is free now,
+// else a fresh mapping. Bound: one drain of kDrainBudget remnants.
+bool refill_region(Cache& t, size_t size) {
+  if (g_remnants.try_begin()) {
+    g_remnants.drain(kDrainBudget);
+    Remnant* r = g_remnants.owned();
+    if (r != nullptr && size_t(r->end - reinterpret_cast<char*>(r)) >= size) {
+      g_remnants.owned() = r->handoff_link;
+      --g_remnants.owned_count();
+    } else {
+      r = nullptr;
+    }
+    g_remnants.end();
+    if (r != nullptr) {
+      t.bump = reinterpret_cast<char*>(r);
+      t.bump_end = r->end;
+      return true;
+    }
+  }
+  char* m = static_cast<char*>(os::map_aligned(kRegion, os::kPageSize));
+  if (m == nullptr) return false;  // the old region's tail stays unused
+  g_bytes_mapped.fetch_add(int64_t(kRegion), std::memory_order_relaxed);
+  t.bump = m;
+  t.bump_end = m + kRegion;
+  return true;
+}
 __thread Cache t_cache __attribute__((tls_model("initial-exec")));
 
 unsigned class_of(size_t bytes) {
@@ -77,12 +112,8 @@ void* alloc(size_t bytes) {
   }
   size_t size = size_t(1) << (c + kMinShift);
   if (size >= kRegion / 4) return map(size);
-  if (t.bump == nullptr || size_t(t.bump_end - t.bump) < size) {
-    char* r = static_cast<char*>(map(kRegion));  // the old region's tail stays unused
-    if (r == nullptr) return nullptr;
-    t.bump = r;
-    t.bump_end = r + kRegion;
-  }
+  if ((t.bump == nullptr || size_t(t.bump_end - t.bump) < size) && !refill_region(t, size))
+    return nullptr;
   void* p = t.bump;
   t.bump += size;
   return p;
@@ -109,6 +140,14 @@ void release(void* p, size_t bytes) {
 
 void thread_flush() {
   Cache& t = t_cache;
+  // The unused tail of the bump region goes to the remnant pool for the next thread that
+  // needs one, so short-lived threads leave nothing behind.
+  if (t.bump != nullptr && size_t(t.bump_end - t.bump) >= 4096) {
+    auto* r = new (t.bump) Remnant();
+    r->end = t.bump_end;
+    g_remnants.push(r);
+  }
+  t.bump = t.bump_end = nullptr;
   for (unsigned c = 0; c < kClasses; ++c) {
     // Bound: kLocalMax chunks per class.
     while (Chunk* x = t.head[c]) {
@@ -121,9 +160,11 @@ void thread_flush() {
 
 void fork_prepare() {
   for (auto& p : g_pool) p.acquire_for_fork();
+  g_remnants.acquire_for_fork();
 }
 
 void fork_release() {
+  g_remnants.end();
   for (auto& p : g_pool) p.end();
 }
 

@@ -1,0 +1,228 @@
+// Bad input to the reclamation API gets a "wfmm: <call>: ..." message and an abort (or,
+// with WFMM_ON_ERROR=continue, a report and nothing else): retiring a pointer wfmm did not
+// hand out, an interior pointer, a block twice or a freed block; protect with an index
+// >= WFMM_PROTECT_SLOTS or outside a region (fatal even in continue mode), a stray leave,
+// barrier inside a region.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "reclaim_util.h"
+
+using namespace rt;
+
+namespace {
+
+struct ContinueMode {
+  ContinueMode() { wfmm_option_set("on_error", 1); }
+  ~ContinueMode() { wfmm_option_set("on_error", 0); }
+};
+
+int g_static_word[4];
+void noop_dtor(void*, void*) {}
+
+std::atomic<void*> g_root_for_protect{nullptr};
+void* const volatile* root_src() {
+  return reinterpret_cast<void* const volatile*>(&g_root_for_protect);
+}
+
+}  // namespace
+
+TEST(ReclaimBadInputDeath, RetireOfPointersNotFromWfmm) {
+  EXPECT_DEATH(
+      {
+        int x = 0;
+        wfmm_retire(&x);
+      },
+      "wfmm: retire.*(not allocated by wfmm|invalid)");
+  EXPECT_DEATH(wfmm_retire(&g_static_word[0]), "wfmm: retire.*not allocated by wfmm");
+  EXPECT_DEATH(
+      {
+        void* p = malloc(100);  // glibc's block
+        wfmm_retire(p);
+      },
+      "wfmm: retire.*(not allocated by wfmm|invalid)");
+  EXPECT_DEATH(
+      {
+        int x = 0;
+        wfmm_retire_with(&x, noop_dtor, nullptr);
+      },
+      "wfmm: retire.*not allocated by wfmm");
+}
+
+TEST(ReclaimBadInputDeath, RetireOfAnInteriorPointer) {
+  EXPECT_DEATH(
+      {
+        char* p = static_cast<char*>(wfmm_malloc(64));
+        wfmm_retire(p + 16);
+      },
+      "wfmm: retire.*(inside a block|invalid)");
+  EXPECT_DEATH(
+      {
+        char* p = static_cast<char*>(wfmm_malloc(1 << 20));
+        wfmm_retire(p + 4096);
+      },
+      "wfmm: retire.*invalid pointer");
+}
+
+TEST(ReclaimBadInputDeath, RetireTwice) {
+  // Second retire while the first is still pending in this thread's batch.
+  EXPECT_DEATH(
+      {
+        void* keep = wfmm_malloc(64);
+        void* p = wfmm_malloc(64);
+        wfmm_retire(p);
+        wfmm_retire(p);
+        wfmm_free(keep);
+      },
+      "wfmm: retire.*already retired");
+  // Second retire from another thread while the first sits in this thread's batch.
+  EXPECT_DEATH(
+      {
+        void* keep = wfmm_malloc(64);
+        void* p = wfmm_malloc(64);
+        wfmm_retire(p);
+        std::thread([p] { wfmm_retire(p); }).join();
+        wfmm_free(keep);
+      },
+      "wfmm: retire.*already retired");
+}
+
+TEST(ReclaimBadInputDeath, RetireOfAFreedOrReclaimedBlock) {
+  EXPECT_DEATH(
+      {
+        void* keep = wfmm_malloc(64);
+        void* p = wfmm_malloc(64);
+        wfmm_free(p);
+        wfmm_retire(p);
+        wfmm_free(keep);
+      },
+      "wfmm: retire.*(freed|invalid)");
+  EXPECT_DEATH(
+      {
+        void* keep = wfmm_malloc(64);
+        void* p = wfmm_malloc(64);
+        wfmm_retire(p);
+        wfmm_barrier();  // reclaimed (freed) now
+        wfmm_retire(p);
+        wfmm_free(keep);
+      },
+      "wfmm: retire.*(freed|invalid)");
+}
+
+// protect misuse has no safe answer (an unprotected pointer would be a use-after-free
+// waiting to happen), so it stops the program even with WFMM_ON_ERROR=continue.
+TEST(ReclaimBadInputDeath, ProtectIndexOutOfRange) {
+  EXPECT_DEATH(
+      {
+        wfmm_enter();
+        wfmm_protect(root_src(), WFMM_PROTECT_SLOTS);
+      },
+      "wfmm: protect.*index out of range");
+  EXPECT_DEATH(
+      {
+        wfmm::region r;
+        wfmm_protect(root_src(), ~0u);
+      },
+      "wfmm: protect.*index out of range");
+  EXPECT_DEATH(
+      {
+        ContinueMode on;
+        wfmm::region r;
+        wfmm_protect(root_src(), WFMM_PROTECT_SLOTS);
+      },
+      "wfmm: protect.*index out of range(.|\n)*cannot continue");
+}
+
+TEST(ReclaimBadInputDeath, ProtectOutsideARegion) {
+  EXPECT_DEATH(wfmm_protect(root_src(), 0), "wfmm: protect.*outside a region");
+  EXPECT_DEATH(
+      {
+        { wfmm::region r; }
+        wfmm_protect(root_src(), 0);  // after the region closed
+      },
+      "wfmm: protect.*outside a region");
+}
+
+TEST(ReclaimBadInputDeath, BarrierInsideARegion) {
+  EXPECT_DEATH(
+      {
+        wfmm::region r;
+        wfmm_barrier();
+      },
+      "wfmm: barrier");
+}
+
+TEST(ReclaimBadInputDeath, LeaveWithoutEnter) {
+  EXPECT_DEATH(wfmm_leave(), "wfmm: leave.*without a matching");
+  EXPECT_DEATH(
+      {
+        wfmm_enter();
+        wfmm_leave();
+        wfmm_leave();
+      },
+      "wfmm: leave");
+}
+
+// Continue mode: each bad call is reported and ignored; counts stay exact and the heap
+// intact (no block freed twice, nothing retired that should not be).
+TEST(ReclaimBadInput, ContinueModeReportsIgnoresAndKeepsCountsExact) {
+  expect_all_reclaimed("before");
+  const wfmm_stats before = stats();
+  std::vector<void*> live;
+  for (int i = 0; i < 100; ++i) {
+    void* p = wfmm_malloc(48);
+    wfmm_test::fill(p, 48, uint64_t(i));
+    live.push_back(p);
+  }
+  void* twice = wfmm_malloc(64);
+  void* glibc = malloc(64);
+  std::string err;
+  {
+    ContinueMode on;
+    testing::internal::CaptureStderr();
+    int x = 0;
+    wfmm_retire(&x);                                // stack
+    wfmm_retire(&g_static_word[1]);                 // static
+    wfmm_retire(glibc);                             // glibc
+    wfmm_retire(static_cast<char*>(live[5]) + 16);  // interior
+    wfmm_retire_with(&x, noop_dtor, nullptr);       // foreign, with a destructor
+    wfmm_retire(twice);                             // fine
+    wfmm_retire(twice);                             // twice: ignored
+    wfmm_leave();                                   // no region open: ignored
+    {
+      wfmm::region r;  // regions still work after the stray leave
+    }
+    err = testing::internal::GetCapturedStderr();
+  }
+  free(glibc);
+  EXPECT_NE(err.find("wfmm: retire"), std::string::npos) << err;
+  EXPECT_NE(err.find("already retired"), std::string::npos) << err;
+  EXPECT_NE(err.find("wfmm: leave"), std::string::npos) << err;
+  EXPECT_NE(err.find("continue"), std::string::npos) << err;
+  // One report per bad call: 5 bad retires + 1 double retire + 1 stray leave.
+  size_t lines = size_t(std::count(err.begin(), err.end(), '\n'));
+  EXPECT_EQ(lines, 7u) << err;
+
+  expect_all_reclaimed("after bad calls");
+  const wfmm_stats after = stats();
+  EXPECT_EQ(after.retired - before.retired, 1u) << "only the one valid retire counts";
+  // The live blocks are untouched and nothing was freed twice.
+  std::vector<void*> fresh;
+  for (int i = 0; i < 300; ++i) fresh.push_back(wfmm_malloc(48));
+  std::vector<void*> sorted = fresh;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end())
+      << "a block was handed out twice";
+  for (size_t i = 0; i < live.size(); ++i) {
+    EXPECT_TRUE(wfmm_test::check(live[i], 48, uint64_t(i))) << "live block " << i << " changed";
+    EXPECT_EQ(std::find(fresh.begin(), fresh.end(), live[i]), fresh.end());
+  }
+  for (void* p : fresh) wfmm_free(p);
+  for (void* p : live) wfmm_free(p);
+}
