@@ -15,11 +15,12 @@ namespace wfmm {
 // read by every malloc and written once.
 alignas(64) std::atomic<uint64_t> g_era{1};
 alignas(64) std::atomic<bool> g_track{false};
-void (*g_era_hook)() = nullptr;
-void (*g_fork_child_hook)() = nullptr;
-void (*g_fork_prepare_hook)() = nullptr;
-void (*g_fork_parent_hook)() = nullptr;
-void (*g_stats_hook)(::wfmm_stats* out) = nullptr;
+std::atomic<void (*)()> g_era_hook{nullptr};
+std::atomic<void (*)()> g_alloc_hook{nullptr};
+std::atomic<void (*)()> g_fork_child_hook{nullptr};
+std::atomic<void (*)()> g_fork_prepare_hook{nullptr};
+std::atomic<void (*)()> g_fork_parent_hook{nullptr};
+std::atomic<void (*)(::wfmm_stats*)> g_stats_hook{nullptr};
 
 namespace {
 
@@ -62,7 +63,7 @@ size_t side_index(const Page* pg, uintptr_t a) { return ((a - pg->start_) * pg->
 
 WFMM_NOINLINE void era_tick(Heap* h) {
   h->era_countdown_ = option(Opt::kEraFreq);
-  if (g_era_hook != nullptr) g_era_hook();
+  if (auto hook = g_era_hook.load(std::memory_order_acquire)) hook();
   // seq_cst: readers compare the era they reserved with this clock (reclaim/README, E1).
   g_era.fetch_add(1, std::memory_order_seq_cst);
 }
@@ -80,6 +81,7 @@ void birth_record(Heap* h, Page* pg, void* b) {
   side[side_index(pg, reinterpret_cast<uintptr_t>(b))].store(
       g_era.load(std::memory_order_relaxed), std::memory_order_relaxed);
   if (h != &g_empty_heap && --h->era_countdown_ <= 0) era_tick(h);
+  if (auto hook = g_alloc_hook.load(std::memory_order_acquire)) hook();
 }
 
 void birth_tracking_on() {

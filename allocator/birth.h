@@ -18,14 +18,19 @@ extern std::atomic<uint64_t> g_era;
 extern std::atomic<bool> g_track;
 // Called (by the allocating thread) before each era tick: the reclamation layer helps
 // pending slow-path protects there. Set once by reclaim at its initialisation.
-extern void (*g_era_hook)();
+extern std::atomic<void (*)()> g_era_hook;
+// Called after every tracked allocation while deferred free is on: the allocation is one
+// of the thread's allocator calls, which end its implicit region.
+extern std::atomic<void (*)()> g_alloc_hook;
 // Called in a fork child (after the allocator's own reset), before fork in the parent,
 // and after it in the parent.
-extern void (*g_fork_child_hook)();
-extern void (*g_fork_prepare_hook)();
-extern void (*g_fork_parent_hook)();
+extern std::atomic<void (*)()> g_fork_child_hook;
+extern std::atomic<void (*)()> g_fork_prepare_hook;
+extern std::atomic<void (*)()> g_fork_parent_hook;
 // Fills the reclamation fields of the statistics.
-extern void (*g_stats_hook)(::wfmm_stats* out);
+extern std::atomic<void (*)(::wfmm_stats*)> g_stats_hook;
+
+// (The hooks are set once, with release, by reclaim's initialisation; read with acquire.)
 
 // Side word values: an era (< 2^63) or kRetiredBit | address of the block's batch.
 inline constexpr uint64_t kRetiredBit = uint64_t(1) << 63;

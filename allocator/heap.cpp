@@ -529,7 +529,7 @@ void thread_done(void* arg) {
 }
 
 void fork_prepare() {
-  if (g_fork_prepare_hook != nullptr) g_fork_prepare_hook();
+  if (auto hook = g_fork_prepare_hook.load(std::memory_order_acquire)) hook();
   segment_fork_prepare();
   g_heap_pool.acquire_for_fork();
 }
@@ -537,7 +537,7 @@ void fork_prepare() {
 void fork_parent() {
   g_heap_pool.end();
   segment_fork_release();
-  if (g_fork_parent_hook != nullptr) g_fork_parent_hook();
+  if (auto hook = g_fork_parent_hook.load(std::memory_order_acquire)) hook();
 }
 
 __attribute__((constructor)) void wfmm_early_init() { process_init(); }
@@ -568,7 +568,7 @@ void fork_child_reset() {
        h = h->xall_next_.load(std::memory_order_acquire)) {
     if (h != t_heap) h->xlive_.store(false, std::memory_order_relaxed);
   }
-  if (g_fork_child_hook != nullptr) g_fork_child_hook();
+  if (auto hook = g_fork_child_hook.load(std::memory_order_acquire)) hook();
 }
 
 Heap* heap_registry_first() { return g_all_heaps.load(std::memory_order_acquire); }

@@ -23,10 +23,12 @@ const OptionDesc kOptionDesc[unsigned(Opt::kCount)] = {
     {"protect_attempts", 16, 0, 1024, "protect fast-path attempts before the slow path"},
     {"poison", 0, 0, 1, "fill reclaimed blocks with 0xdb bytes (tests)"},
     {"count_steps", 0, 0, 1, "record loop iteration maxima (wfmm_progress_get)"},
+    {"deferred_free", 0, 0, 1, "free/delete retire the block: reused only after other threads pass through the allocator"},
+    {"defer_min_bytes", 0, 0, 1L << 40, "deferred free: bytes a thread holds back before they may be reused"},
 };
 
 std::atomic<long> g_option_value[unsigned(Opt::kCount)] = {
-    {0}, {0}, {0}, {50}, {16}, {110}, {64}, {16}, {0}, {0},
+    {0}, {0}, {0}, {50}, {16}, {110}, {64}, {16}, {0}, {0}, {0}, {0},
 };
 
 namespace {
@@ -68,7 +70,8 @@ bool parse_value(Opt o, const char* s, long* out) {
     if (strcmp(s, "abort") == 0) return *out = 0, true;
     if (strcmp(s, "continue") == 0) return *out = 1, true;
   }
-  if (o == Opt::kVerbose || o == Opt::kShowStats || o == Opt::kPoison || o == Opt::kCountSteps) {
+  if (o == Opt::kVerbose || o == Opt::kShowStats || o == Opt::kPoison || o == Opt::kCountSteps ||
+      o == Opt::kDeferredFree) {
     if (strcmp(s, "yes") == 0 || strcmp(s, "true") == 0 || strcmp(s, "on") == 0)
       return *out = 1, true;
     if (strcmp(s, "no") == 0 || strcmp(s, "false") == 0 || strcmp(s, "off") == 0)

@@ -18,6 +18,8 @@ enum class Opt : unsigned {
   kProtectAttempts,  // protect fast-path attempts before the slow path (0: slow only)
   kPoison,           // 0..1: fill reclaimed blocks with 0xdb before freeing them
   kCountSteps,       // 0..1: record loop iteration maxima (wfmm_progress_get)
+  kDeferredFree,     // 0..1: the shim's free/delete retire instead of freeing
+  kDeferMinBytes,    // freed bytes a thread holds back before they may be reused
   kCount
 };
 

@@ -59,7 +59,7 @@ void stats_collect(wfmm_stats* out) {
   int64_t cached = g_segments_cached.load(std::memory_order_relaxed);
   out->segments_cached = cached > 0 ? uint64_t(cached) : 0;
   out->era = g_era.load(std::memory_order_relaxed);
-  if (g_stats_hook != nullptr) g_stats_hook(out);
+  if (auto hook = g_stats_hook.load(std::memory_order_acquire)) hook(out);
 }
 
 namespace {
@@ -101,6 +101,10 @@ void stats_print(FILE* f) {
   print_bytes(f, "retired, pending", s.retired_pending_bytes);
   fprintf(f, "wfmm:   %-22s %10llu\n", "era", (unsigned long long)s.era);
   fprintf(f, "wfmm:   %-22s %10llu\n", "slow protects", (unsigned long long)s.protect_slow);
+  print_bytes(f, "deferred", s.deferred_bytes);
+  print_bytes(f, "deferred, peak", s.deferred_peak_bytes);
+  fprintf(f, "wfmm:   %-22s %10llu eras\n", "longest deferral",
+          (unsigned long long)s.deferral_max_eras);
   fflush(f);
 }
 

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "heap.h"
 #include "options.h"
@@ -23,6 +24,27 @@ void* api::malloc_slow(size_t n) {
   void* p = wfmm::malloc_slow(n);
   if (WFMM_UNLIKELY(p == nullptr)) return fail_nomem();
   return p;
+}
+
+void api::deferred_free(void* p, const char* who) { reclaim::deferred_free(p, who); }
+
+// Deferred mode: the old block of a moving realloc is retired like any free. In place
+// when the block is at most twice the request (as reallocate does).
+void* api::deferred_realloc(void* p, size_t n) {
+  if (p == nullptr) return malloc_(n);
+  if (n == 0) {
+    reclaim::deferred_free(p, "realloc");
+    return nullptr;
+  }
+  if (n > kMaxAllocSize) return fail_nomem();
+  size_t old = usable_size(p, "realloc");
+  if (old == 0) return nullptr;  // reported (continue mode)
+  if (n <= old && n >= old / 2) return p;
+  void* q = malloc_(n);
+  if (q == nullptr) return nullptr;  // errno set; the old block stays valid
+  memcpy(q, p, n < old ? n : old);
+  reclaim::deferred_free(p, "realloc");
+  return q;
 }
 
 extern "C" {
@@ -71,6 +93,9 @@ WFMM_EXPORT void wfmm_retire_dispose(void* p, void (*dispose)(void*, void*), voi
   reclaim::retire(p, dispose, ctx, true);
 }
 WFMM_EXPORT void wfmm_flush(void) noexcept { reclaim::flush(); }
+WFMM_EXPORT void wfmm_read_lock(void) noexcept { reclaim::read_lock(); }
+WFMM_EXPORT void wfmm_read_unlock(void) noexcept { reclaim::read_unlock(); }
+WFMM_EXPORT void wfmm_synchronize(void) noexcept { reclaim::synchronize(); }
 WFMM_EXPORT void wfmm_barrier(void) noexcept { reclaim::barrier(); }
 WFMM_EXPORT void wfmm_progress_get(struct wfmm_progress* out) noexcept {
   if (out != nullptr) reclaim::progress(out);

@@ -5,6 +5,7 @@
 #include <errno.h>
 
 #include "heap.h"
+#include "options.h"
 
 namespace wfmm::api {
 
@@ -24,6 +25,19 @@ WFMM_INLINE void* malloc_(size_t n) {
 
 WFMM_INLINE void free_(void* p, const char* who) {
   if (WFMM_LIKELY(p != nullptr)) heap_free(p, who);
+}
+
+// Out of line (api.cpp): WFMM_DEFERRED_FREE's free and realloc.
+void deferred_free(void* p, const char* who);
+void* deferred_realloc(void* p, size_t n);
+
+// The standard names' free (shim, operator delete): retires instead under deferred free.
+// (wfmm_free and the pmr resource always free at once.)
+WFMM_INLINE void release_(void* p, const char* who) {
+  if (WFMM_LIKELY(p != nullptr)) {
+    if (WFMM_UNLIKELY(option(Opt::kDeferredFree) != 0)) return deferred_free(p, who);
+    heap_free(p, who);
+  }
 }
 
 WFMM_INLINE void* calloc_(size_t count, size_t size) {

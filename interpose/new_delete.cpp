@@ -12,7 +12,7 @@ WFMM_INLINE void* new_aligned_nothrow(size_t n, std::align_val_t a) noexcept {
   return wfmm::api::aligned_alloc_(static_cast<size_t>(a), n);
 }
 
-WFMM_INLINE void delete_impl(void* p) noexcept { wfmm::api::free_(p, "operator delete"); }
+WFMM_INLINE void delete_impl(void* p) noexcept { wfmm::api::release_(p, "operator delete"); }
 
 }  // namespace
 

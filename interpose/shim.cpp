@@ -28,11 +28,13 @@ __attribute__((destructor)) void wfmm_at_exit() {
 extern "C" {
 
 WFMM_EXPORT void* WFMM_NAME(malloc)(size_t n) noexcept { return wfmm::api::malloc_(n); }
-WFMM_EXPORT void WFMM_NAME(free)(void* p) noexcept { wfmm::api::free_(p, "free"); }
+WFMM_EXPORT void WFMM_NAME(free)(void* p) noexcept { wfmm::api::release_(p, "free"); }
 WFMM_EXPORT void* WFMM_NAME(calloc)(size_t c, size_t n) noexcept {
   return wfmm::api::calloc_(c, n);
 }
 WFMM_EXPORT void* WFMM_NAME(realloc)(void* p, size_t n) noexcept {
+  if (WFMM_UNLIKELY(wfmm::option(wfmm::Opt::kDeferredFree) != 0))
+    return wfmm::api::deferred_realloc(p, n);
   return wfmm::api::realloc_(p, n);
 }
 WFMM_EXPORT size_t WFMM_NAME(malloc_usable_size)(void* p) noexcept { return wfmm_usable_size(p); }
@@ -84,15 +86,15 @@ WFMM_EXPORT void* WFMM_NAME(reallocarray)(void* p, size_t count, size_t size) no
     errno = ENOMEM;
     return nullptr;
   }
-  return wfmm::api::realloc_(p, n);
+  return WFMM_NAME(realloc)(p, n);
 }
 
-WFMM_EXPORT void WFMM_NAME(cfree)(void* p) noexcept { wfmm::api::free_(p, "cfree"); }
+WFMM_EXPORT void WFMM_NAME(cfree)(void* p) noexcept { wfmm::api::release_(p, "cfree"); }
 WFMM_EXPORT void WFMM_NAME(free_sized)(void* p, size_t) noexcept {
-  wfmm::api::free_(p, "free_sized");
+  wfmm::api::release_(p, "free_sized");
 }
 WFMM_EXPORT void WFMM_NAME(free_aligned_sized)(void* p, size_t, size_t) noexcept {
-  wfmm::api::free_(p, "free_aligned_sized");
+  wfmm::api::release_(p, "free_aligned_sized");
 }
 
 // Really purges: empty pages and cached segments go back to the OS now.

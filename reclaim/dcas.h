@@ -4,6 +4,16 @@
 #pragma once
 #include <stdint.h>
 
+#if defined(__SANITIZE_THREAD__)
+// ThreadSanitizer cannot see through inline asm: tell it the locked CAS is acq_rel.
+#include <sanitizer/tsan_interface.h>
+#define WFMM_TSAN_RELEASE(p) __tsan_release(p)
+#define WFMM_TSAN_ACQUIRE(p) __tsan_acquire(p)
+#else
+#define WFMM_TSAN_RELEASE(p) ((void)0)
+#define WFMM_TSAN_ACQUIRE(p) ((void)0)
+#endif
+
 #if !defined(__x86_64__) || !defined(__GCC_HAVE_SYNC_COMPARE_AND_SWAP_16)
 #error "wfmm's reclamation needs a 16-byte CAS: build for x86-64 with -mcx16"
 #endif
@@ -19,10 +29,12 @@ struct alignas(16) Pair {
 // current value into *expected and returns false. A full barrier either way (lock prefix).
 inline bool dcas(Pair* p, Pair* expected, Pair desired) {
   bool ok;
+  WFMM_TSAN_RELEASE(p);
   asm volatile("lock cmpxchg16b %1"
                : "=@ccz"(ok), "+m"(*p), "+a"(expected->lo), "+d"(expected->hi)
                : "b"(desired.lo), "c"(desired.hi)
                : "memory");
+  WFMM_TSAN_ACQUIRE(p);
   return ok;
 }
 

@@ -70,6 +70,9 @@ struct Batch {
   uint32_t cells_used;
   uint16_t gen;
   uint16_t user_fn;  // some item has a deleter (user code)
+  uint64_t bytes;           // usable bytes of its blocks
+  uint64_t deferred_bytes;  // of those, from deferred frees
+  uint64_t published_era;
   CellChunk* chunks;
   Batch* qnext;
   std::atomic<Batch*> handoff_next{nullptr};
@@ -127,6 +130,11 @@ alignas(64) std::atomic<int64_t> g_live[2];
 pthread_mutex_t g_barrier_lock = PTHREAD_MUTEX_INITIALIZER;
 
 alignas(64) std::atomic<int> g_init{0};
+
+// Deferred free statistics (updated per batch, not per free).
+alignas(64) std::atomic<int64_t> g_deferred_now{0};
+std::atomic<int64_t> g_deferred_peak{0};
+std::atomic<uint64_t> g_deferral_max{0};
 pthread_key_t g_key;
 
 struct Progress {
@@ -176,10 +184,6 @@ void for_each_record(F f) {
 
 void queue_free(Batch* b) {
   Local& t = t_local;
-  if (t.in_alloc != 0) {
-    g_orphans.push(b);  // (H1 of handoff.h) deleters must not run inside malloc
-    return;
-  }
   b->qnext = t.freeq;
   t.freeq = b;
 }
@@ -276,6 +280,14 @@ void free_batch(Batch* b) {
     stat_add(r->reclaimed, b->count);
     stat_add(r->reclaimed_bytes, bytes);
   }
+  if (b->deferred_bytes != 0) {
+    g_deferred_now.fetch_sub(int64_t(b->deferred_bytes), std::memory_order_relaxed);
+    uint64_t eras = g_era.load(std::memory_order_relaxed) - b->published_era;
+    uint64_t m = g_deferral_max.load(std::memory_order_relaxed);
+    // Bound: each failure means the maximum grew; it grows at most to eras.
+    while (m < eras && !g_deferral_max.compare_exchange_weak(m, eras, std::memory_order_relaxed)) {
+    }
+  }
   g_live[b->gen & 1].fetch_sub(1, std::memory_order_release);
   // Bound: the batch's cell chunks (eligible reservations / kChunkCells).
   while (CellChunk* ch = b->chunks) {
@@ -293,27 +305,32 @@ void free_batch(Batch* b) {
 // orphans.
 void run_frees() {
   Local& t = t_local;
-  if (t.draining != 0 || t.in_alloc != 0) return;
+  if (t.draining != 0) return;
   t.draining = 1;
   bool orphans = false;
+  bool user_ok = t.depth == 0 && t.in_alloc == 0;
   for (;;) {
     if (Batch* b = t.freeq) {
       t.freeq = b->qnext;
-      if (b->user_fn != 0 && t.depth != 0) {
+      if (b->user_fn == 0 || user_ok) {
+        free_batch(b);
+      } else if (t.in_alloc != 0) {
+        // Inside malloc (helping, or an implicit region's end): no user code here. Any
+        // thread's next reclamation call outside a region runs it.
+        g_orphans.push(b);
+      } else {
         b->qnext = t.deferq;
         t.deferq = b;
-      } else {
-        free_batch(b);
       }
       continue;
     }
-    if (t.deferq != nullptr && t.depth == 0) {
+    if (t.deferq != nullptr && user_ok) {
       t.freeq = t.deferq;
       t.deferq = nullptr;
       continue;
     }
-    // Batches freed inside malloc by helpers: one bounded share per call.
-    if (!orphans && g_orphans.try_begin()) {
+    // Batches with deleters left by threads inside malloc: one bounded share per call.
+    if (!orphans && user_ok && g_orphans.try_begin()) {
       orphans = true;
       g_orphans.drain(16);
       Batch* o = g_orphans.owned();
@@ -345,6 +362,8 @@ Batch* new_batch() {
   b->cap = cap;
   b->cells_used = 0;
   b->user_fn = 0;
+  b->bytes = 0;
+  b->deferred_bytes = 0;
   b->chunks = nullptr;
   b->qnext = nullptr;
   return b;
@@ -355,7 +374,17 @@ Batch* new_batch() {
 // reservation. Bound: records x kSlots reservations inspected.
 void publish(Batch* b) {
   uint32_t gen = g_gen.load(std::memory_order_acquire);
-  b->gen = gen;
+  b->gen = uint16_t(gen);
+  b->published_era = g_era.load(std::memory_order_relaxed);
+  if (b->deferred_bytes != 0) {
+    int64_t now = g_deferred_now.fetch_add(int64_t(b->deferred_bytes), std::memory_order_relaxed) +
+                  int64_t(b->deferred_bytes);
+    int64_t peak = g_deferred_peak.load(std::memory_order_relaxed);
+    // Bound: each failure means the peak grew; it grows at most to now.
+    while (peak < now &&
+           !g_deferred_peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+    }
+  }
   g_live[gen & 1].fetch_add(1, std::memory_order_relaxed);
   // (E4) seq_cst: the blocks were unlinked before they were retired; this fence orders
   // those unlinks before the reads of the reservations below (pairs with E1 at readers).
@@ -392,6 +421,7 @@ void publish(Batch* b) {
 // ---------------------------------------------------------------- records
 
 void thread_exit(void* arg);
+void publish_held(Local& t);
 
 Record* new_record() {
   if (g_free_records.try_begin()) {
@@ -450,6 +480,10 @@ void stats_fill(::wfmm_stats* out) {
   out->retired_pending = ret > rec ? uint64_t(ret - rec) : 0;
   out->retired_pending_bytes = retb > recb ? uint64_t(retb - recb) : 0;
   out->protect_slow = uint64_t(slow);
+  int64_t dn = g_deferred_now.load(std::memory_order_relaxed);
+  out->deferred_bytes = dn > 0 ? uint64_t(dn) : 0;
+  out->deferred_peak_bytes = uint64_t(g_deferred_peak.load(std::memory_order_relaxed));
+  out->deferral_max_eras = g_deferral_max.load(std::memory_order_relaxed);
   out->era = g_era.load(std::memory_order_relaxed);
 }
 
@@ -465,11 +499,11 @@ void init() {
   int exp = 0;
   if (g_init.compare_exchange_strong(exp, 1, std::memory_order_acq_rel)) {
     pthread_key_create(&g_key, &thread_exit);
-    g_stats_hook = &stats_fill;
-    g_fork_prepare_hook = &fork_prepare;
-    g_fork_parent_hook = &fork_parent;
-    g_fork_child_hook = &fork_child;
-    g_era_hook = &help_pending;
+    g_stats_hook.store(&stats_fill, std::memory_order_release);
+    g_fork_prepare_hook.store(&fork_prepare, std::memory_order_release);
+    g_fork_parent_hook.store(&fork_parent, std::memory_order_release);
+    g_fork_child_hook.store(&fork_child, std::memory_order_release);
+    g_era_hook.store(&help_pending, std::memory_order_release);
     birth_tracking_on();
     g_init.store(2, std::memory_order_release);
     return;
@@ -640,6 +674,7 @@ void help_pending() {
       if (cur.lo == kPendingResult) help_one(me, s, cur.hi);
     }
   });
+  run_frees();  // plain batches only: we are inside malloc
   t.in_alloc = 0;
 }
 
@@ -748,6 +783,7 @@ void thread_exit(void* arg) {
     t.batch = nullptr;
     publish(b);
   }
+  publish_held(t);
   run_frees();
   t.rec = nullptr;
   r->in_use.store(0, std::memory_order_relaxed);
@@ -858,42 +894,121 @@ void* protect_slow_entry(void* const volatile* src, unsigned j) {
   return p;
 }
 
-void retire(void* p, void (*fn)(void*, void*), void* ctx, bool dispose) {
+namespace {
+
+// Full batches: published at once, or (deferred free with defer_min_bytes) held back in a
+// FIFO until the bytes behind them reach the floor. Bound: the held batches.
+void batch_full(Local& t, Batch* b) {
+  uint64_t floor = b->deferred_bytes != 0 ? uint64_t(option(Opt::kDeferMinBytes)) : 0;
+  if (floor == 0) return publish(b);
+  b->qnext = nullptr;
+  if (t.held_tail != nullptr)
+    t.held_tail->qnext = b;
+  else
+    t.held = b;
+  t.held_tail = b;
+  t.held_bytes += b->bytes;
+  while (t.held != nullptr && t.held_bytes - t.held->bytes >= floor) {
+    Batch* h = t.held;
+    t.held = h->qnext;
+    if (t.held == nullptr) t.held_tail = nullptr;
+    t.held_bytes -= h->bytes;
+    publish(h);
+  }
+}
+
+void publish_held(Local& t) {
+  // Bound: the held batches.
+  while (Batch* h = t.held) {
+    t.held = h->qnext;
+    publish(h);
+  }
+  t.held_tail = nullptr;
+  t.held_bytes = 0;
+}
+
+void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, bool dispose, const char* who,
+                 bool deferred) {
   if (p == nullptr) return;
   Local& t = t_local;
-  Record* r = need_record("retire");
+  Record* r = need_record(who);
   if (r == nullptr) return;
   std::atomic<uint64_t>* w;
   size_t size;
-  if (const char* why = block_for_retire(p, &w, &size)) return report_error("retire", why, p);
+  if (const char* why = block_for_retire(p, &w, &size)) {
+    // A free of a block freed already (deferred mode) is a double free, like free's own.
+    if (deferred && why[0] == 'u') why = "double free of";
+    return report_error(who, why, p);
+  }
+  const char* twice = deferred ? "double free of" : "block already retired:";
   uint64_t birth = w->load(std::memory_order_relaxed);
-  if (birth & kRetiredBit) return report_error("retire", "block already retired:", p);
+  if (birth & kRetiredBit) return report_error(who, twice, p);
   Batch* b = t.batch;
   if (b == nullptr) {
     b = new_batch();
     if (b == nullptr) {
-      return report_error("retire", "out of memory for reclamation metadata; not retired:", p);
+      return report_error(who, "out of memory for reclamation metadata; not retired:", p);
     }
     t.batch = b;
   }
   // One CAS: a racing retire of the same block (a program error) loses and is reported.
   if (!w->compare_exchange_strong(birth, kRetiredBit | reinterpret_cast<uint64_t>(b),
                                   std::memory_order_acq_rel))
-    return report_error("retire", "block already retired:", p);
+    return report_error(who, twice, p);
   Item& it = b->items[b->count++];
   it.p = p;
   it.fn = fn;
   it.ctx = ctx;
   it.size_kind = uint64_t(size) << 1 | (dispose ? 1 : 0);
   if (fn != nullptr) b->user_fn = 1;
+  b->bytes += size;
+  if (deferred) b->deferred_bytes += size;
   if (birth < b->min_birth) b->min_birth = birth;
   stat_add(r->retired, 1);
   stat_add(r->retired_bytes, int64_t(size));
   if (b->count == b->cap) {
     t.batch = nullptr;
-    publish(b);
+    batch_full(t, b);
   }
   run_frees();
+}
+
+// The end of the calling thread's implicit region (deferred free): every allocator call
+// moves its implicit reservation to the current era, dropping what the old one held.
+void quiesce() {
+  Local& t = t_local;
+  if (t.draining != 0) return;  // inside our own frees (a deleter that allocates)
+  if (t.rec == nullptr && own_record() == nullptr) return;
+  uint64_t e = g_era.load(std::memory_order_acquire);
+  if (t.era[kImplicitSlot] == e) return;
+  ++t.in_alloc;
+  t.era[kImplicitSlot] = refresh(t, kImplicitSlot, e);
+  run_frees();
+  --t.in_alloc;
+}
+
+void enable_deferred() {
+  init();
+  if (g_alloc_hook.load(std::memory_order_acquire) == nullptr)
+    g_alloc_hook.store(&quiesce, std::memory_order_release);
+}
+
+// WFMM_DEFERRED_FREE=1 from the start: record birth eras from the first malloc on.
+__attribute__((constructor)) void deferred_at_start() {
+  process_init();
+  if (option(Opt::kDeferredFree) != 0) enable_deferred();
+}
+
+}  // namespace
+
+void retire(void* p, void (*fn)(void*, void*), void* ctx, bool dispose) {
+  retire_impl(p, fn, ctx, dispose, "retire", false);
+}
+
+void deferred_free(void* p, const char* who) {
+  if (WFMM_UNLIKELY(g_alloc_hook.load(std::memory_order_relaxed) == nullptr)) enable_deferred();
+  quiesce();
+  retire_impl(p, nullptr, nullptr, false, who, true);
 }
 
 void flush() {
@@ -903,6 +1018,7 @@ void flush() {
     t.batch = nullptr;
     publish(b);
   }
+  publish_held(t);
   run_frees();
 }
 
@@ -921,6 +1037,65 @@ void barrier() {
     nanosleep(&ts, nullptr);
   }
   pthread_mutex_unlock(&g_barrier_lock);
+}
+
+void read_lock() {
+  enter();
+  Local& t = t_local;
+  if (t.rec == nullptr || t.read_depth++ != 0) return;
+  // Era "infinity": every batch published while the section is open is inserted here, so
+  // whatever the reader finds stays (RCU's guarantee; not robust, by definition).
+  reset_slot(t, kReadSlot);
+  publish_era(t, t.rec->slots[kReadSlot], kReadSlot, ~uint64_t(0) >> 1);
+}
+
+void read_unlock() {
+  Local& t = t_local;
+  if (t.read_depth == 0) {
+    report_error("read_unlock", "wfmm_read_unlock without a matching wfmm_read_lock", nullptr);
+    return;
+  }
+  if (--t.read_depth == 0) deactivate(t, kReadSlot);
+  leave();
+}
+
+// Waits until every region and read-side section open at the call has closed: a marker
+// block born now, retired alone, reaches every open reservation (its birth is the newest);
+// its batch is freed once the last of them drops it.
+void synchronize() {
+  Local& t = t_local;
+  if (t.depth != 0) misuse("synchronize", "wfmm_synchronize inside a region would wait for itself");
+  if (need_record("synchronize") == nullptr) return;
+  void* marker = heap_malloc(16);
+  Batch* b = marker != nullptr ? new_batch() : nullptr;
+  std::atomic<uint64_t>* w;
+  size_t size;
+  if (b == nullptr || block_for_retire(marker, &w, &size) != nullptr) {
+    report_error("synchronize", "out of memory", nullptr);
+    return;
+  }
+  std::atomic<int> done{0};
+  uint64_t birth = w->load(std::memory_order_relaxed);
+  w->store(kRetiredBit | reinterpret_cast<uint64_t>(b), std::memory_order_relaxed);
+  Item& it = b->items[0];
+  it.p = marker;
+  it.fn = [](void*, void* ctx) {
+    static_cast<std::atomic<int>*>(ctx)->store(1, std::memory_order_release);
+  };
+  it.ctx = &done;
+  it.size_kind = uint64_t(size) << 1;
+  b->count = 1;
+  b->min_birth = birth;
+  stat_add(t.rec->retired, 1);
+  stat_add(t.rec->retired_bytes, int64_t(size));
+  publish(b);  // user_fn stays 0: the marker's deleter is ours and may run anywhere
+  run_frees();
+  // Blocking by contract (like synchronize_rcu).
+  while (done.load(std::memory_order_acquire) == 0) {
+    struct timespec ts = {0, 50 * 1000};
+    nanosleep(&ts, nullptr);
+    run_frees();
+  }
 }
 
 void progress(wfmm_progress* out) {

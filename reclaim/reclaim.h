@@ -12,8 +12,10 @@
 namespace wfmm::reclaim {
 
 inline constexpr unsigned kUserSlots = WFMM_PROTECT_SLOTS;
-inline constexpr unsigned kHelpSlot = kUserSlots;  // the helper's own reservation
-inline constexpr unsigned kSlots = kUserSlots + 1;
+inline constexpr unsigned kHelpSlot = kUserSlots;      // the helper's own reservation
+inline constexpr unsigned kReadSlot = kUserSlots + 1;  // wfmm_read_lock: reserves every era
+inline constexpr unsigned kImplicitSlot = kUserSlots + 2;  // deferred free's implicit region
+inline constexpr unsigned kSlots = kUserSlots + 3;
 
 struct Record;
 struct Batch;
@@ -31,6 +33,10 @@ struct Local {
   Batch* deferq;                 // of those, batches with deleters, kept until outside regions
   uint32_t draining;             // inside run_frees: deleters may re-enter
   uint32_t in_alloc;             // helping from malloc: no deleters may run here
+  uint32_t read_depth;           // wfmm_read_lock nesting
+  Batch* held;                   // deferred free: full batches held back (oldest first)
+  Batch* held_tail;
+  uint64_t held_bytes;
 };
 extern __thread Local t_local __attribute__((tls_model("initial-exec")));
 
@@ -42,6 +48,10 @@ void retire(void* p, void (*fn)(void*, void*), void* ctx, bool dispose);
 void flush();
 void barrier();
 void progress(wfmm_progress* out);
+void read_lock();
+void read_unlock();
+void synchronize();
+void deferred_free(void* p, const char* who);
 [[noreturn]] void misuse(const char* who, const char* what);
 
 WFMM_INLINE void enter() {

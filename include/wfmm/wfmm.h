@@ -62,6 +62,9 @@ struct wfmm_stats {
   uint64_t malloc_count;    /* allocations since start */
   uint64_t free_count;      /* frees since start */
   uint64_t segments_cached; /* empty segments kept mapped for reuse */
+  uint64_t deferred_bytes;      /* deferred free: bytes freed, not yet reusable */
+  uint64_t deferred_peak_bytes; /* deferred free: the most at once */
+  uint64_t deferral_max_eras;   /* deferred free: longest wait of a batch, in eras */
 };
 
 void wfmm_stats_get(struct wfmm_stats* out) WFMM_NOEXCEPT;
@@ -105,6 +108,15 @@ void wfmm_flush(void) WFMM_NOEXCEPT;
 /* Flushes, then blocks until every batch published before the call is freed (like
  * rcu_barrier: it returns once the regions holding them have closed). Not in a region. */
 void wfmm_barrier(void) WFMM_NOEXCEPT;
+/* RCU-style read-side section (a region whose reservation covers every era): everything
+ * retired while it is open stays until it closes, with no protect calls. Not robust (a
+ * reader stalled inside pins everything retired meanwhile), which is RCU's contract; nests
+ * with regions. For std::rcu-like code (std_compat.hpp). */
+void wfmm_read_lock(void) WFMM_NOEXCEPT;
+void wfmm_read_unlock(void) WFMM_NOEXCEPT;
+/* Blocks until every region and read-side section open at the call has closed (like
+ * synchronize_rcu). Not in a region. */
+void wfmm_synchronize(void) WFMM_NOEXCEPT;
 
 /* Progress accounting (debug): with WFMM_COUNT_STEPS=1 every bounded loop on the
  * reclamation paths records its largest iteration count per call. Each field pairs the
