@@ -1027,6 +1027,9 @@ void barrier() {
   if (t.depth != 0) misuse("barrier", "wfmm_barrier inside a region would wait for itself");
   init();
   flush();
+  // Our own implicit region (deferred free) would hold what we wait for: end it.
+  if (t.rec != nullptr && (t.active & (1u << kImplicitSlot))) deactivate(t, kImplicitSlot);
+  run_frees();
   pthread_mutex_lock(&g_barrier_lock);
   uint32_t g = g_gen.load(std::memory_order_relaxed);
   g_gen.store(g + 1, std::memory_order_seq_cst);
@@ -1066,6 +1069,7 @@ void synchronize() {
   Local& t = t_local;
   if (t.depth != 0) misuse("synchronize", "wfmm_synchronize inside a region would wait for itself");
   if (need_record("synchronize") == nullptr) return;
+  if (t.active & (1u << kImplicitSlot)) deactivate(t, kImplicitSlot);
   void* marker = heap_malloc(16);
   Batch* b = marker != nullptr ? new_batch() : nullptr;
   std::atomic<uint64_t>* w;
