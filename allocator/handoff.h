@@ -30,12 +30,22 @@ class HandoffStack {
     x->handoff_next.store(prev, std::memory_order_release);
   }
 
+  // A hint for any thread: false when nothing was pushed since the last drain and the last
+  // consumer left nothing behind (no unfinished chain, nothing drained but not taken).
+  bool has_work() const {
+    return inbox_.load(std::memory_order_relaxed) != nullptr ||
+           leftover_.load(std::memory_order_relaxed);
+  }
+
   // Non-blocking: returns false if another thread is consuming right now.
   bool try_begin() {
     return !busy_.load(std::memory_order_relaxed) &&
            !busy_.exchange(true, std::memory_order_acquire);
   }
-  void end() { busy_.store(false, std::memory_order_release); }
+  void end() {
+    leftover_.store(chains_ != nullptr || owned_ != nullptr, std::memory_order_relaxed);
+    busy_.store(false, std::memory_order_release);
+  }
 
   // Pre: try_begin() succeeded. Moves up to `budget` finished entries to the owned list.
   // Bound: each iteration moves one node (at most `budget`) or skips one unfinished chain
@@ -86,6 +96,7 @@ class HandoffStack {
  private:
   std::atomic<T*> inbox_{nullptr};
   std::atomic<bool> busy_{false};
+  std::atomic<bool> leftover_{false};
   T* chains_ = nullptr;  // unfinished chains, consumer-owned
   T* owned_ = nullptr;   // drained entries, consumer-owned
   unsigned owned_count_ = 0;

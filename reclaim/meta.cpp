@@ -21,6 +21,9 @@ constexpr unsigned kMaxShift = 20;
 constexpr unsigned kClasses = kMaxShift - kMinShift + 1;
 constexpr unsigned kLocalMax = 32;
 constexpr size_t kRegion = size_t(1) << 20;
+// Pools per class: a thread that finds one pool's consumer flag taken tries the others
+// before it carves fresh memory (one pool per class made 2 in 3 attempts fail under load).
+constexpr unsigned kShards = 8;
 
 struct Chunk {
   Chunk* local_next;
@@ -33,9 +36,16 @@ struct Cache {
   unsigned count[kClasses];
   char* bump;
   char* bump_end;
+  unsigned shard;  // this thread's home pool (1 + index; 0 = not chosen yet)
 };
 
-HandoffStack<Chunk> g_pool[kClasses];
+HandoffStack<Chunk> g_pool[kClasses][kShards];
+std::atomic<unsigned> g_next_shard{0};
+
+unsigned home(Cache& t) {
+  if (t.shard == 0) t.shard = 1 + g_next_shard.fetch_add(1, std::memory_order_relaxed) % kShards;
+  return t.shard - 1;
+}
 
 // The unused tail of an exited thread's bump region.
 struct Remnant {
@@ -91,19 +101,21 @@ void* alloc(size_t bytes) {
   if (bytes > (size_t(1) << kMaxShift)) return map((bytes + os::kPageSize - 1) & ~(os::kPageSize - 1));
   unsigned c = class_of(bytes);
   Cache& t = t_cache;
-  if (t.head[c] == nullptr && g_pool[c].try_begin()) {
-    // Bound: kDrainBudget entries drained, at most kLocalMax moved to the cache.
-    g_pool[c].drain(kDrainBudget);
-    Chunk*& owned = g_pool[c].owned();
+  // Bound: kShards pools tried, each: kDrainBudget drained, at most kLocalMax taken.
+  for (unsigned k = 0, h = home(t); k < kShards && t.head[c] == nullptr; ++k) {
+    HandoffStack<Chunk>& pool = g_pool[c][(h + k) % kShards];
+    if (!pool.try_begin()) continue;
+    pool.drain(kDrainBudget);
+    Chunk*& owned = pool.owned();
     for (unsigned i = 0; i < kLocalMax && owned != nullptr; ++i) {
       Chunk* x = owned;
       owned = x->handoff_link;
-      --g_pool[c].owned_count();
+      --pool.owned_count();
       x->local_next = t.head[c];
       t.head[c] = x;
       ++t.count[c];
     }
-    g_pool[c].end();
+    pool.end();
   }
   if (Chunk* x = t.head[c]) {
     t.head[c] = x->local_next;
@@ -134,7 +146,7 @@ void release(void* p, size_t bytes) {
     t.head[c] = x;
     ++t.count[c];
   } else {
-    g_pool[c].push(x);
+    g_pool[c][home(t)].push(x);
   }
 }
 
@@ -152,20 +164,22 @@ void thread_flush() {
     // Bound: kLocalMax chunks per class.
     while (Chunk* x = t.head[c]) {
       t.head[c] = x->local_next;
-      g_pool[c].push(x);
+      g_pool[c][home(t)].push(x);
     }
     t.count[c] = 0;
   }
 }
 
 void fork_prepare() {
-  for (auto& p : g_pool) p.acquire_for_fork();
+  for (auto& cls : g_pool)
+    for (auto& p : cls) p.acquire_for_fork();
   g_remnants.acquire_for_fork();
 }
 
 void fork_release() {
   g_remnants.end();
-  for (auto& p : g_pool) p.end();
+  for (auto& cls : g_pool)
+    for (auto& p : cls) p.end();
 }
 
 }  // namespace wfmm::meta

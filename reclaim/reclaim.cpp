@@ -57,7 +57,8 @@ struct Item {
   void* p;
   void (*fn)(void*, void*);  // null: plain free
   void* ctx;
-  uint64_t size_kind;  // usable size << 1 | 1 when fn disposes of the block itself
+  uint64_t size_kind;          // usable size << 1 | 1 when fn disposes of the block itself
+  std::atomic<uint64_t>* side;  // the block's side word
 };
 
 }  // namespace
@@ -101,6 +102,9 @@ struct Record {
   Slot slots[kSlots];
   alignas(64) std::atomic<void*> help_parent;  // parent this thread dereferences as helper
   std::atomic<uint32_t> in_use;
+  // 1 while the owner is inside a region: retirers skip the user reservations of a record
+  // whose owner is outside (E6), so they can stay published between regions.
+  alignas(64) std::atomic<uint32_t> in_region;
   // Statistics: written by the owner with relaxed load+store, summed by readers.
   std::atomic<int64_t> retired, retired_bytes, reclaimed, reclaimed_bytes, protect_slow;
   std::atomic<Record*> handoff_next;
@@ -264,10 +268,8 @@ void free_batch(Batch* b) {
     Item& it = b->items[i];
     size_t size = size_t(it.size_kind >> 1);
     bytes += int64_t(size);
-    void* start;
     // The block is no longer retired: a later malloc of it records a new era.
-    if (std::atomic<uint64_t>* w = side_word_containing(it.p, &start))
-      w->store(0, std::memory_order_relaxed);
+    it.side->store(0, std::memory_order_relaxed);
     if (it.size_kind & 1) {
       it.fn(it.p, it.ctx);  // disposes of the block itself
       continue;
@@ -305,6 +307,7 @@ void free_batch(Batch* b) {
 // orphans.
 void run_frees() {
   Local& t = t_local;
+  if (t.freeq == nullptr && t.deferq == nullptr && !g_orphans.has_work()) return;
   if (t.draining != 0) return;
   t.draining = 1;
   bool orphans = false;
@@ -330,7 +333,7 @@ void run_frees() {
       continue;
     }
     // Batches with deleters left by threads inside malloc: one bounded share per call.
-    if (!orphans && user_ok && g_orphans.try_begin()) {
+    if (!orphans && user_ok && g_orphans.has_work() && g_orphans.try_begin()) {
       orphans = true;
       g_orphans.drain(16);
       Batch* o = g_orphans.owned();
@@ -392,8 +395,10 @@ void publish(Batch* b) {
   uint64_t k = 0, inspected = 0;
   bool oom = false;
   for_each_record([&](Record* r) {
+    // (E6) seq_cst: pairs with the owner's seq_cst store at enter.
+    unsigned first = r->in_region.load(std::memory_order_seq_cst) != 0 ? 0 : kUserSlots;
     // Bound: kSlots.
-    for (unsigned j = 0; j < kSlots; ++j) {
+    for (unsigned j = first; j < kSlots; ++j) {
       ++inspected;
       Slot& s = r->slots[j];
       if (s.head.load(std::memory_order_seq_cst) == kInactive) continue;
@@ -522,6 +527,7 @@ Record* own_record() {
   if (r == nullptr) return nullptr;
   r->in_use.store(1, std::memory_order_relaxed);
   t.rec = r;
+  t.in_region = &r->in_region;
   for (unsigned j = 0; j < kSlots; ++j) {
     t.era[j] = 0;
     t.pub[j] = dload_lo(&r->slots[j].era);
@@ -685,7 +691,9 @@ void handoff_parent(void* parent) {
   void* start;
   std::atomic<uint64_t>* w = side_word_containing(parent, &start);
   if (w == nullptr) return;
-  uint64_t v = w->load(std::memory_order_acquire);
+  // seq_cst: a retire that published before a helper's reservation existed (its fence
+  // precedes that reservation, which precedes our request's close) is visible here.
+  uint64_t v = w->load(std::memory_order_seq_cst);
   if (!(v & kRetiredBit)) return;  // a later retire will find the helpers' reservations
   auto* b = reinterpret_cast<Batch*>(v & ~kRetiredBit);
   // At most one reference per record scanned can be handed out: that many keep the count
@@ -778,6 +786,7 @@ void thread_exit(void* arg) {
   Record* r = static_cast<Record*>(arg);
   if (r == nullptr || t.rec != r) return;
   t.depth = 0;
+  t.in_region->store(0, std::memory_order_release);
   clear_all(t);
   if (Batch* b = t.batch) {
     t.batch = nullptr;
@@ -826,6 +835,7 @@ void fork_child() {
       if (e.hi & 1) dcas(&s.era, &e, Pair{e.lo, e.hi + 1});
     }
     r->help_parent.store(nullptr, std::memory_order_relaxed);
+    r->in_region.store(0, std::memory_order_relaxed);
     r->in_use.store(0, std::memory_order_relaxed);
     g_in_use.fetch_sub(1, std::memory_order_relaxed);
     g_free_records.push(r);
@@ -855,7 +865,7 @@ void misuse(const char* who, const char* what) {
 void enter_slow() {
   Local& t = t_local;
   if (need_record("enter") == nullptr) return;
-  ++t.depth;
+  if (t.depth++ == 0) t.in_region->store(1, std::memory_order_seq_cst);
 }
 
 void leave_slow() {
@@ -865,7 +875,14 @@ void leave_slow() {
     return;
   }
   t.depth = 0;
-  clear_all(t);
+  t.in_region->store(0, std::memory_order_release);
+  // The user reservations stay published (retirers skip us while we are outside): only
+  // the lists they collected are dropped now. Bound: kUserSlots (the active ones).
+  for (uint32_t m = t.active & ((1u << kUserSlots) - 1); m != 0; m &= m - 1) {
+    Slot& s = t.rec->slots[__builtin_ctz(m)];
+    if (s.head.load(std::memory_order_relaxed) != kActiveEmpty)
+      drop_list(s.head.exchange(kActiveEmpty, std::memory_order_acq_rel));
+  }
   run_frees();
 }
 
@@ -951,11 +968,12 @@ void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, bool dispose, con
     }
     t.batch = b;
   }
-  // One CAS: a racing retire of the same block (a program error) loses and is reported.
-  if (!w->compare_exchange_strong(birth, kRetiredBit | reinterpret_cast<uint64_t>(b),
-                                  std::memory_order_acq_rel))
-    return report_error(who, twice, p);
+  // A plain store: the block is the caller's (a second retire of it is a program error,
+  // seen by the check above unless two threads retire it at the very same moment; the
+  // second free of the block then reports a double free).
+  w->store(kRetiredBit | reinterpret_cast<uint64_t>(b), std::memory_order_relaxed);
   Item& it = b->items[b->count++];
+  it.side = w;
   it.p = p;
   it.fn = fn;
   it.ctx = ctx;
@@ -1027,8 +1045,9 @@ void barrier() {
   if (t.depth != 0) misuse("barrier", "wfmm_barrier inside a region would wait for itself");
   init();
   flush();
-  // Our own implicit region (deferred free) would hold what we wait for: end it.
-  if (t.rec != nullptr && (t.active & (1u << kImplicitSlot))) deactivate(t, kImplicitSlot);
+  // Our own reservations, kept between regions, and our implicit region (deferred free)
+  // would hold what we wait for: end them.
+  if (t.rec != nullptr) clear_all(t);
   run_frees();
   pthread_mutex_lock(&g_barrier_lock);
   uint32_t g = g_gen.load(std::memory_order_relaxed);
@@ -1069,7 +1088,7 @@ void synchronize() {
   Local& t = t_local;
   if (t.depth != 0) misuse("synchronize", "wfmm_synchronize inside a region would wait for itself");
   if (need_record("synchronize") == nullptr) return;
-  if (t.active & (1u << kImplicitSlot)) deactivate(t, kImplicitSlot);
+  clear_all(t);  // our own lingering reservations would hold the marker
   void* marker = heap_malloc(16);
   Batch* b = marker != nullptr ? new_batch() : nullptr;
   std::atomic<uint64_t>* w;
@@ -1088,6 +1107,7 @@ void synchronize() {
   };
   it.ctx = &done;
   it.size_kind = uint64_t(size) << 1;
+  it.side = w;
   b->count = 1;
   b->min_birth = birth;
   stat_add(t.rec->retired, 1);

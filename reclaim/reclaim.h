@@ -23,6 +23,7 @@ struct Batch;
 // Per-thread state (initial-exec TLS; plain fields, owner only).
 struct Local {
   Record* rec;
+  std::atomic<uint32_t>* in_region;  // &rec->in_region
   uint32_t depth;                // region nesting
   uint32_t active;               // bit i: slot i's head is not kInactive
   uint64_t era[kSlots];          // fast-path cache: the era reserved, 0 = none (g_era >= 1)
@@ -54,10 +55,13 @@ void synchronize();
 void deferred_free(void* p, const char* who);
 [[noreturn]] void misuse(const char* who, const char* what);
 
+// Outermost enter: one seq_cst store (an xchg) announces the region to retirers (E6); the
+// reservations themselves stay published between regions, so protect's fast path usually
+// hits at once.
 WFMM_INLINE void enter() {
   Local& t = t_local;
   if (WFMM_LIKELY(t.rec != nullptr)) {
-    ++t.depth;
+    if (t.depth++ == 0) t.in_region->store(1, std::memory_order_seq_cst);
     return;
   }
   enter_slow();
