@@ -24,8 +24,9 @@
 //
 // Memory bound: blocks retired but not yet freed are at most one partial batch per thread
 // (WFMM_BATCH, default 64) plus the batches that reservations can still reach; a thread
-// stalled inside a region pins only blocks born before its reservations' eras, so
-// retire-heavy threads keep reclaiming around it (robustness). reclaim/README.md derives it.
+// stalled inside a region pins only the batches holding a block born before its
+// reservations' eras (up to WFMM_BATCH blocks per such block), so retire-heavy threads keep
+// reclaiming around it (robustness). reclaim/README.md derives it.
 //
 // Example: a Treiber stack.
 //

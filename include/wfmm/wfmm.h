@@ -80,7 +80,8 @@ void wfmm_stats_get(struct wfmm_stats* out) WFMM_NOEXCEPT;
  * Every call is wait-free: protect tries WFMM_PROTECT_ATTEMPTS times, then publishes a
  * request that threads advancing the era complete for it; retire appends to a per-thread
  * batch and publishes a full batch with one exchange per reservation that can reach it.
- * A stalled thread pins only blocks born before its reservations' eras.
+ * A stalled thread pins only the batches that hold a block born before its reservations'
+ * eras (at most WFMM_BATCH blocks per such block); newer garbage is freed around it.
  * protect returns the loaded value as it is and never dereferences it, so pointers may
  * carry marks in their low bits (wfmm blocks are 16-byte aligned).
  * Not async-signal-safe (like malloc). */
