@@ -39,10 +39,23 @@ inline constexpr uint64_t kRetiredBit = uint64_t(1) << 63;
 // and ticks the era every era_freq tracked allocations of this heap.
 void birth_record(Heap* h, Page* pg, void* b);
 
-// The malloc paths call this after taking a block from pg.
+// The malloc paths call this after taking a block from pg. With reclamation in use the
+// common case is inline: one store of the era into the block's side word (E2 in
+// reclaim/README.md); attaching a side array, ticking the era and deferred free's hook are
+// out of line.
 WFMM_INLINE void birth_note(Heap* h, Page* pg, void* b) {
   // relaxed: a thread that misses the switch-on records nothing; its block reads as era 0.
-  if (WFMM_UNLIKELY(g_track.load(std::memory_order_relaxed))) birth_record(h, pg, b);
+  if (WFMM_UNLIKELY(g_track.load(std::memory_order_relaxed))) {
+    std::atomic<uint64_t>* side = pg->xside_.load(std::memory_order_acquire);
+    if (WFMM_LIKELY(side != nullptr && h->era_countdown_ > 1 &&
+                    g_alloc_hook.load(std::memory_order_relaxed) == nullptr)) {
+      --h->era_countdown_;
+      side[((reinterpret_cast<uintptr_t>(b) - pg->start_) * pg->magic_) >> 40].store(
+          g_era.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      return;
+    }
+    birth_record(h, pg, b);
+  }
 }
 
 // Starts recording (idempotent).

@@ -528,6 +528,7 @@ Record* own_record() {
   r->in_use.store(1, std::memory_order_relaxed);
   t.rec = r;
   t.in_region = &r->in_region;
+  for (unsigned j = 0; j < kUserSlots; ++j) t.head[j] = &r->slots[j].head;
   for (unsigned j = 0; j < kSlots; ++j) {
     t.era[j] = 0;
     t.pub[j] = dload_lo(&r->slots[j].era);
@@ -876,8 +877,13 @@ void leave_slow() {
   }
   t.depth = 0;
   t.in_region->store(0, std::memory_order_release);
-  // The user reservations stay published (retirers skip us while we are outside): only
-  // the lists they collected are dropped now. Bound: kUserSlots (the active ones).
+  leave_lists();
+}
+
+// The user reservations stay published (retirers skip us while we are outside): only the
+// lists they collected are dropped now. Bound: kUserSlots (the active ones).
+void leave_lists() {
+  Local& t = t_local;
   for (uint32_t m = t.active & ((1u << kUserSlots) - 1); m != 0; m &= m - 1) {
     Slot& s = t.rec->slots[__builtin_ctz(m)];
     if (s.head.load(std::memory_order_relaxed) != kActiveEmpty)

@@ -24,6 +24,7 @@ struct Batch;
 struct Local {
   Record* rec;
   std::atomic<uint32_t>* in_region;  // &rec->in_region
+  std::atomic<uintptr_t>* head[kUserSlots];  // &rec->slots[i].head
   uint32_t depth;                // region nesting
   uint32_t active;               // bit i: slot i's head is not kInactive
   uint64_t era[kSlots];          // fast-path cache: the era reserved, 0 = none (g_era >= 1)
@@ -44,6 +45,7 @@ extern __thread Local t_local __attribute__((tls_model("initial-exec")));
 // Out of line (reclaim.cpp).
 void enter_slow();
 void leave_slow();
+void leave_lists();
 void* protect_slow_entry(void* const volatile* src, unsigned index);
 void retire(void* p, void (*fn)(void*, void*), void* ctx, bool dispose);
 void flush();
@@ -67,13 +69,22 @@ WFMM_INLINE void enter() {
   enter_slow();
 }
 
+// Outermost leave: the reservations stay published (retirers skip us once in_region is 0);
+// only lists they collected, and batches this thread brought to zero, need work (out of
+// line). Bound: the active user reservations (at most kUserSlots).
 WFMM_INLINE void leave() {
   Local& t = t_local;
   if (WFMM_LIKELY(t.depth > 1)) {
     --t.depth;
     return;
   }
-  leave_slow();
+  if (WFMM_UNLIKELY(t.depth == 0)) return leave_slow();
+  t.depth = 0;
+  t.in_region->store(0, std::memory_order_release);
+  bool work = t.freeq != nullptr || t.deferq != nullptr;
+  for (uint32_t m = t.active & ((1u << kUserSlots) - 1); m != 0 && !work; m &= m - 1)
+    work = t.head[__builtin_ctz(m)]->load(std::memory_order_relaxed) != 1;  // 1: empty list
+  if (WFMM_UNLIKELY(work)) leave_lists();
 }
 
 // The common case: the era this slot reserves is still the global era, so the pointer just
