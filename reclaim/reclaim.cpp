@@ -610,6 +610,27 @@ bool raise(Slot& s, uint64_t tag, uint64_t e) {
 
 // ---------------------------------------------------------------- helping
 
+// The attempts of the helpee and of its helpers alike: raise the slot's era to the global
+// one, read *src, and if the era did not move install the value as the request's result.
+// Returns the attempts made. Bound: n + 1 (each failed attempt is an era change; while the
+// request is open the era changes at most n times, because every thread that ticks it
+// helps first).
+uint64_t complete(Slot& s, void* const volatile* src, uint64_t tag) {
+  for (uint64_t i = 1;; ++i) {
+    Pair cur = dload(&s.result);
+    if (cur.lo != kPendingResult || cur.hi != tag) return i;
+    uint64_t e = g_era.load(std::memory_order_seq_cst);
+    if (!raise(s, tag, e)) return i;
+    // (E5) the reservation (raised above, locked) precedes this read.
+    void* p = __atomic_load_n(const_cast<void**>(src), __ATOMIC_ACQUIRE);
+    if (g_era.load(std::memory_order_seq_cst) == e) {
+      Pair exp{kPendingResult, tag};
+      dcas(&s.result, &exp, Pair{reinterpret_cast<uint64_t>(p), tag});
+      return i;
+    }
+  }
+}
+
 // A helper stops using a parent: if the helpee handed it a reference meanwhile (nulled our
 // help_parent), that reference is ours to drop.
 void release_parent(Record* me, void* parent) {
@@ -621,9 +642,7 @@ void release_parent(Record* me, void* parent) {
   if (v & kRetiredBit) unref(reinterpret_cast<Batch*>(v & ~kRetiredBit), 1);
 }
 
-// Completes (or sees completed) the request of slot s with tag `tag`.
-// Bound: n + 1 attempts (each failed attempt is an era change; while the request is open
-// the era changes at most n times, because every thread that ticks it helps first).
+// Completes (or sees completed) the request of slot s with tag `tag` (bounded by complete()).
 void help_one(Record* me, Slot& s, uint64_t tag) {
   void* const volatile* src = s.src.load(std::memory_order_acquire);
   void* parent = s.parent.load(std::memory_order_acquire);
@@ -643,21 +662,7 @@ void help_one(Record* me, Slot& s, uint64_t tag) {
       return;
     }
   }
-  uint64_t i = 0;
-  for (;; ++i) {
-    cur = dload(&s.result);
-    if (cur.lo != kPendingResult || cur.hi != tag) break;
-    uint64_t e = g_era.load(std::memory_order_seq_cst);
-    if (!raise(s, tag, e)) break;
-    // (E5) the helpee's reservation (raised above, locked) precedes this read.
-    void* p = __atomic_load_n(const_cast<void**>(src), __ATOMIC_ACQUIRE);
-    if (g_era.load(std::memory_order_seq_cst) == e) {
-      Pair exp{kPendingResult, tag};
-      dcas(&s.result, &exp, Pair{reinterpret_cast<uint64_t>(p), tag});
-      break;
-    }
-  }
-  note_max(g_prog.help, i + 1);
+  note_max(g_prog.help, complete(s, src, tag));
   if (parent != nullptr) {
     deactivate(t, kHelpSlot);
     release_parent(me, parent);
@@ -735,19 +740,7 @@ void* protect_slow(Local& t, void* const volatile* src, unsigned j) {
   }
   Pair res = dload(&s.result);
   dcas(&s.result, &res, Pair{kPendingResult, tag});
-  uint64_t i = 0;
-  for (;; ++i) {  // Bound: n + 1 (see help_one)
-    if (dload_lo(&s.result) != kPendingResult) break;
-    uint64_t e = g_era.load(std::memory_order_seq_cst);
-    if (!raise(s, tag, e)) break;
-    void* p = __atomic_load_n(const_cast<void**>(src), __ATOMIC_ACQUIRE);
-    if (g_era.load(std::memory_order_seq_cst) == e) {
-      Pair pe{kPendingResult, tag};
-      dcas(&s.result, &pe, Pair{reinterpret_cast<uint64_t>(p), tag});
-      break;
-    }
-  }
-  note_max(g_prog.slow, i + 1);
+  note_max(g_prog.slow, complete(s, src, tag));
   res = dload(&s.result);
   void* value = reinterpret_cast<void*>(res.lo);
   if (parent != nullptr) handoff_parent(parent);

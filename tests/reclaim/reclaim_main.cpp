@@ -1,5 +1,6 @@
-// main() of every reclamation test binary: --seed=N, --scale=N (ctest runs --scale=1;
-// larger values run proportionally longer), then the effective reclamation options.
+// main() of every reclamation test binary (tests/reclaim, tests/pmr): --seed=N, --scale=N
+// (ctest runs --scale=1; larger values run proportionally longer), then the effective
+// reclamation options.
 #include <gtest/gtest.h>
 #include <string.h>
 
