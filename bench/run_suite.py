@@ -1,25 +1,34 @@
 #!/usr/bin/env python3
 """The wfmm benchmark suite: the allocation workloads (bench/alloc/, our own programs) and the
-real-program workloads (tests/programs/*.sh) under glibc, mimalloc, jemalloc and wfmm
-(LD_PRELOAD), interleaved round by round; writes a Markdown report with medians of wall time,
-CPU time (user+sys) and peak RSS, ratios to mimalloc, geometric means, the wfmm targets and
-gnuplot plots.
+real-program workloads (tests/programs/*.sh) under glibc, mimalloc, jemalloc, wfmm and
+wfmm-deferred (wfmm with WFMM_DEFERRED_FREE=1) (LD_PRELOAD), interleaved round by round; writes
+a Markdown report with medians of wall time, CPU time (user+sys) and peak RSS, ratios to
+mimalloc, geometric means, the wfmm targets, the deferred-free targets (wfmm-deferred against
+wfmm) and gnuplot plots. First it runs the reclamation benchmark (bench/reclaim/run_reclaim.py,
+same --quick/--full), which writes reclaim.md beside the report; the report links to it and
+repeats its targets.
 
 usage: bench/run_suite.py [--quick | --full] [--rounds N] [--only NAMES] [--out FILE]
-                          [--timeout S] [--list]
+                          [--timeout S] [--list] [--deferred all|programs|none] [--no-reclaim]
 
   --quick        the quick suite (default): each allocation workload at its quick size and
-                 thread count, real programs at SCALE=1; under 10 minutes on 2 cores
+                 thread count, real programs at SCALE=1, the quick reclamation grid (about
+                 2 min): under 10 minutes on 2 cores
   --full         5x the work of every allocation workload, more thread counts (1, 2, 4),
-                 real programs at SCALE=3; about an hour on 2 cores
+                 real programs at SCALE=3, the full reclamation grid: about an hour on 2 cores
   --rounds N     rounds; every round runs every workload under every allocator (default 3)
   --only NAMES   comma-separated: a row (larson-t2), a workload (larson: all its rows), a
-                 real program (sqlite3), or a group: alloc, programs, or a family key
-                 (transfer, sharing, local, large)
+                 real program (sqlite3), or a group: alloc, programs, reclaim (the
+                 reclamation part), or a family key (transfer, sharing, local, large)
   --out FILE     the report (default bench/results/report.md); the PNG plots go beside it
   --timeout S    per-run limit in seconds; a run over it is killed and FAILED
                  (default 300 with --quick, 1200 with --full)
   --list         print the workloads with their command lines and exit
+  --deferred W   which workloads the wfmm-deferred column runs: all, programs or none
+                 (default all)
+  --no-reclaim   skip the reclamation part (bench/reclaim/run_reclaim.py, which otherwise
+                 runs first and writes reclaim.md beside the report; --only runs it only
+                 when NAMES include "reclaim")
 
 A run is FAILED when it exits non-zero (the allocation workloads exit 3 when a block's
 content changed), times out, cannot preload its library, prints no checksum line (allocation
@@ -51,7 +60,16 @@ import run_programs as rp  # noqa: E402  (measurement helpers, allocator list, b
 
 ROOT = rp.ROOT
 ALLOC_BIN = os.path.join(ROOT, "build", "bench", "alloc")
-ALLOCATORS = rp.ALLOCATORS   # [(name, LD_PRELOAD path or None, extra env)]
+# [(name, LD_PRELOAD path or None, extra env)]: run_programs.py's four, plus wfmm with deferred
+# free (free/delete retire the block; reclaim/README.md), compared with wfmm (immediate).
+DEFERRED = "wfmm-deferred"
+ALLOCATORS = rp.ALLOCATORS + [
+    (DEFERRED, os.path.join(ROOT, "build", "libwfmm.so"), {"WFMM_DEFERRED_FREE": "1"}),
+]
+# Which workloads wfmm-deferred runs: "all" by default; "programs" (the real programs only) is
+# the fallback should --quick, reclamation part included, no longer fit in 10 minutes on 2
+# cores (it adds about 1.5 min to --quick); --deferred overrides.
+DEFERRED_DEFAULT = {"quick": "all", "full": "all"}
 BASELINE = rp.BASELINE       # "mimalloc": ratios are to it
 REFERENCE = rp.REFERENCE     # "glibc": outputs are compared with its output
 WFMM = "wfmm"
@@ -295,6 +313,8 @@ def cell(results, w, a, key, digits):
     k, n = nfailed(results, w, a)
     if k:
         return f"FAILED ({k}/{n})"
+    if n == 0:
+        return "not run"
     v = med(results, w, a, key)
     if v is None:
         return "-"
@@ -357,7 +377,7 @@ def fmt_ratio(x):
 
 
 def make_report(args, mode, workloads, names, results, notes, elapsed, isolated, plots,
-                prog_scale, command):
+                prog_scale, command, deferred_scope="all", reclaim=None):
     wnames = [w.name for w in workloads]
     alloc_names = [w.name for w in workloads if w.kind == "alloc"]
     prog_names = [w.name for w in workloads if w.kind == "program"]
@@ -370,7 +390,10 @@ def make_report(args, mode, workloads, names, results, notes, elapsed, isolated,
     L.append(f"- Versions: {versions_line()}.")
     L.append("- Allocators: " + "; ".join(
         f"{n} `{lib or '(no LD_PRELOAD)'}`" + "".join(f" {k}={v}" for k, v in extra.items())
-        for n, lib, extra in ALLOCATORS) + ".")
+        for n, lib, extra in ALLOCATORS) + "."
+        + {"all": "", "programs": f" {DEFERRED} ran on the real programs only (--deferred "
+                                  "programs): its allocation-workload cells say \"not run\".",
+           "none": f" {DEFERRED} was not run (--deferred none)."}[deferred_scope])
     L.append("")
     L.append("Each figure is the median over rounds; the ratio to mimalloc is in parentheses "
              "(lower is better). Wall time runs from spawn to exit; CPU time is user+sys of "
@@ -423,6 +446,8 @@ def make_report(args, mode, workloads, names, results, notes, elapsed, isolated,
 
     # Targets
     L += targets(results, workloads, names)
+    L += deferred_section(results, workloads, names, deferred_scope)
+    L += reclaim_section(reclaim, os.path.dirname(os.path.abspath(args.out)))
 
     # Family tables
     for key, title, what in FAMILIES:
@@ -500,6 +525,87 @@ def make_report(args, mode, workloads, names, results, notes, elapsed, isolated,
     return "\n".join(L)
 
 
+def deferred_section(results, workloads, names, scope):
+    """wfmm-deferred against wfmm (immediate free): per-workload ratios and the target."""
+    L = [f"## Deferred free ({DEFERRED} ÷ wfmm)", ""]
+    if DEFERRED not in names or WFMM not in names or scope == "none":
+        return L + ["Not run.", ""]
+    rows = [w for w in workloads if nfailed(results, w.name, DEFERRED)[1] > 0]
+    L.append(f"`{DEFERRED}` is libwfmm.so with `WFMM_DEFERRED_FREE=1`: free/delete retire the "
+             "block, which is reused only once no thread can still read it. Ratios of its "
+             "medians to wfmm's (immediate free) on the same workloads, same rounds "
+             f"({'every workload' if scope == 'all' else 'the real programs only: --deferred programs'}). "
+             "Lower is better; the target: geometric mean at most 1.05 for time (wall) and "
+             "1.10 for peak RSS.")
+    L.append("")
+    L.append("| workload | wall | CPU | peak RSS |")
+    L.append("|---|---:|---:|---:|")
+    per = {"wall": [], "cpu": [], "rss": []}
+    failed = []
+    for w in rows:
+        cells = []
+        kd, nd = nfailed(results, w.name, DEFERRED)
+        kw, _ = nfailed(results, w.name, WFMM)
+        for key in ("wall", "cpu", "rss"):
+            a, b = med(results, w.name, DEFERRED, key), med(results, w.name, WFMM, key)
+            if kd:
+                cells.append(f"FAILED ({kd}/{nd})")
+            elif kw or a is None or b is None:
+                cells.append("- (wfmm FAILED)")
+            else:
+                r = a / max(b, 1e-9)
+                per[key].append(r)
+                cells.append(f"{r:.2f}")
+        if kd:
+            failed.append(w.name)
+        L.append(f"| {w.name} | " + " | ".join(cells) + " |")
+    g = {k: (rp.geomean(v) if v else None) for k, v in per.items()}
+    cnt = f" [{len(per['wall'])}/{len(rows)}]" if len(per["wall"]) < len(rows) else ""
+    L.append(f"| **geometric mean**{cnt} | " + " | ".join(fmt_ratio(g[k]) for k in ("wall", "cpu", "rss")) + " |")
+    L.append("")
+
+    def verdict(ok):
+        return "MET" if ok else "**MISSED**"
+    fail_note = f"; {DEFERRED} FAILED on {', '.join(failed)}, which counts as a miss" if failed else ""
+    okw = g["wall"] is not None and g["wall"] <= 1.05 and not failed
+    okr = g["rss"] is not None and g["rss"] <= 1.10 and not failed
+    L.append(f"1. Deferred free costs at most 5% more time than wfmm immediate (geometric mean "
+             f"of wall-time ratios <= 1.05): {fmt_ratio(g['wall'])}, {verdict(okw)}{fail_note}.")
+    L.append(f"2. Deferred free costs at most 10% more peak RSS than wfmm immediate (geometric "
+             f"mean of peak-RSS ratios <= 1.10): {fmt_ratio(g['rss'])}, {verdict(okr)}{fail_note}.")
+    L.append("")
+    return L
+
+
+def reclaim_section(reclaim, outdir):
+    """The headline of the reclamation part (reclaim.md beside the report)."""
+    L = ["## Reclamation (bench/reclaim)", ""]
+    if reclaim is None:
+        return L + ["Not run (--no-reclaim, or --only without \"reclaim\").", ""]
+    rel = os.path.relpath(reclaim["out"], outdir)
+    if reclaim.get("error"):
+        return L + [f"**FAILED**: {reclaim['error']} (see [{rel}]({rel}) if it was written).", ""]
+    L.append(f"Full tables, the stalled-reader time series and the plots: [{rel}]({rel}) "
+             f"({reclaim.get('runs', 0)} runs of `bench_reclaim` in "
+             f"{reclaim.get('elapsed', 0) / 60:.1f} min, {reclaim.get('failed', 0)} FAILED). "
+             "Targets (wfmm):")
+    L.append("")
+    for i, t in enumerate(reclaim.get("targets", [])):
+        L.append(f"{i + 1}. {t}")
+    L.append("")
+    if reclaim.get("geomean_table"):
+        L.append("Geometric mean of the throughput ratio to epoch_based:")
+        L.append("")
+        L += reclaim["geomean_table"]
+        L.append("")
+    if reclaim.get("failed_list"):
+        L.append("FAILED reclamation runs:")
+        L.append("")
+        L += [f"- {x}" for x in reclaim["failed_list"]]
+        L.append("")
+    return L
+
+
 def targets(results, workloads, names):
     """The wfmm targets of the benchmark issue, each stated met or MISSED with its figures."""
     L = ["## Targets (wfmm)", ""]
@@ -571,9 +677,14 @@ def make_plots(outdir, workloads, names, results):
              ("programs-time-ratio.png", progs, "wall",
               "Real programs: wall time relative to mimalloc (lower is better)")]
     with tempfile.TemporaryDirectory() as td:
+        all_others = others
         for fn, rows, key, title in specs:
             if not rows:
                 continue
+            # Columns with no figure at all (e.g. wfmm-deferred on the allocation workloads in
+            # --quick) are left out of the plot.
+            others = [a for a in all_others
+                      if any(nfailed(results, w, a)[1] for w in rows)]
             data = os.path.join(td, fn + ".dat")
             vals = []
             with open(data, "w") as f:
@@ -632,14 +743,20 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "report.md"))
     ap.add_argument("--timeout", type=float, default=None)
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--deferred", choices=["all", "programs", "none"], default=None)
+    ap.add_argument("--no-reclaim", action="store_true")
     args = ap.parse_args()
     if args.rounds < 1:
         sys.exit("run_suite: --rounds must be at least 1")
     full = args.full
     mode = "full" if full else "quick"
     timeout = args.timeout or (1200.0 if full else 300.0)
+    deferred_scope = args.deferred or DEFERRED_DEFAULT[mode]
     workloads, prog_scale = all_workloads(full)
-    workloads = select(workloads, args.only)
+    only_keys = [k.strip() for k in args.only.split(",") if k.strip()]
+    do_reclaim = not args.no_reclaim and not args.list and (not only_keys or "reclaim" in only_keys)
+    rest = [k for k in only_keys if k != "reclaim"]
+    workloads = select(workloads, ",".join(rest)) if (rest or not only_keys) else []
     if args.list:
         for w in workloads:
             cmd = (shlex.join([os.path.relpath(w.argv[0], ROOT)] + w.argv[1:]) if w.kind == "alloc"
@@ -661,17 +778,33 @@ def main():
         print("run_suite: no setsid or no child subreaper: spawning directly (peak RSS then "
               "includes this harness's RSS)", file=sys.stderr)
     command = os.environ.get("BENCH_COMMAND") or ("python3 " + shlex.join(sys.argv))
+    outdir = os.path.dirname(os.path.abspath(args.out))
+    os.makedirs(outdir, exist_ok=True)
+
+    # The reclamation part first (bench/reclaim/run_reclaim.py): reclaim.md beside the report.
+    reclaim = None
+    if do_reclaim:
+        reclaim = run_reclaim(mode, outdir, command)
+    if not workloads:
+        return 1 if reclaim and reclaim.get("rc") else 0
+
+    def runs_on(w, name):
+        if name != DEFERRED:
+            return True
+        return deferred_scope == "all" or (deferred_scope == "programs" and w.kind == "program")
 
     results = {(w.name, a): [] for w in workloads for a in names}
     notes = []
     first_ref = {}  # glibc's output of each workload in its first successful round
-    total = args.rounds * len(workloads) * len(ALLOCATORS)
+    total = args.rounds * sum(1 for w in workloads for a in names if runs_on(w, a))
     done = 0
     t_start = time.time()
     for r in range(args.rounds):
         round_runs = {}
         for w in rp.rotate(workloads, r):
             for name, lib, extra in rp.rotate(ALLOCATORS, r):
+                if not runs_on(w, name):
+                    continue
                 done += 1
                 spent = time.time() - t_start
                 eta = f", about {spent / (done - 1) * (total - done + 1) / 60:.1f} min left" \
@@ -704,6 +837,8 @@ def main():
                     ref["why"] = ("output differs from its first round: "
                                   + rp.first_diff(ref["out"], first_ref[w.name]))
             for name in names:
+                if (w.name, name) not in round_runs:
+                    continue
                 res = round_runs[(w.name, name)]
                 if not res["why"] and name != REFERENCE:
                     if ref is None or ref["why"]:
@@ -719,11 +854,9 @@ def main():
                 results[(w.name, name)].append(res)
     elapsed = time.time() - t_start
 
-    outdir = os.path.dirname(os.path.abspath(args.out))
-    os.makedirs(outdir, exist_ok=True)
     plots = make_plots(outdir, workloads, names, results)
     text = make_report(args, mode, workloads, names, results, notes, elapsed, isolated, plots,
-                       prog_scale, command)
+                       prog_scale, command, deferred_scope, reclaim)
     with open(args.out, "w") as f:
         f.write(text)
     # Raw figures for later analysis (bench/results/raw/ is not tracked).
@@ -742,7 +875,40 @@ def main():
     print(f"run_suite: {total} runs in {elapsed / 60:.1f} min; report {args.out}",
           file=sys.stderr)
     print(text)
-    return 1 if notes else 0
+    if reclaim is not None:
+        print(f"run_suite: reclamation report {reclaim['out']} ({reclaim.get('elapsed', 0) / 60:.1f} min)",
+              file=sys.stderr)
+    return 1 if notes or (reclaim and reclaim.get("rc")) else 0
+
+
+def run_reclaim(mode, outdir, command):
+    """Runs bench/reclaim/run_reclaim.py (progress on our stderr); returns its summary dict
+    (targets, geomean table, out, elapsed, failed, rc) or a dict with rc and error."""
+    out = os.path.join(outdir, "reclaim.md")
+    fd, summ = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    cmd = [sys.executable, os.path.join(ROOT, "bench", "reclaim", "run_reclaim.py"),
+           f"--{mode}", "--out", out, "--summary", summ, "--command", command]
+    print(f"run_suite: reclamation part: {shlex.join(cmd)}", file=sys.stderr, flush=True)
+    t0 = time.time()
+    rc = 1
+    try:
+        rc = subprocess.run(cmd).returncode
+        with open(summ) as f:
+            res = json.load(f)
+    except (OSError, ValueError) as e:
+        res = {"error": f"bench/reclaim/run_reclaim.py exited {rc} without a summary ({e})",
+               "targets": [], "geomean_table": [], "failed_list": [], "failed": 1, "runs": 0}
+        rc = rc or 1
+    finally:
+        try:
+            os.unlink(summ)
+        except OSError:
+            pass
+    res.setdefault("out", out)
+    res.setdefault("elapsed", time.time() - t0)
+    res["rc"] = rc
+    return res
 
 
 if __name__ == "__main__":

@@ -12,4 +12,9 @@ result run_qsbr(const config&);
 result run_hp(const config&);
 result run_he(const config&);
 result run_stamp(const config&);
+result run_leak(const config&);
+#ifdef WFMM_BENCH_URCU
+result run_urcu_qsbr(const config&);  // hash map only
+result run_urcu_memb(const config&);  // hash map only
+#endif
 }  // namespace rbench
