@@ -16,7 +16,7 @@ namespace wfmm {
 alignas(64) std::atomic<uint64_t> g_era{1};
 alignas(64) std::atomic<bool> g_track{false};
 std::atomic<void (*)()> g_era_hook{nullptr};
-std::atomic<void (*)()> g_alloc_hook{nullptr};
+std::atomic<uint64_t (*)()> g_alloc_hook{nullptr};
 std::atomic<void (*)()> g_fork_child_hook{nullptr};
 std::atomic<void (*)()> g_fork_prepare_hook{nullptr};
 std::atomic<void (*)()> g_fork_parent_hook{nullptr};
@@ -80,8 +80,15 @@ void birth_record(Heap* h, Page* pg, void* b) {
   // its own pointer), so a reader that finds it reads this era or a later one (E2).
   side[side_index(pg, reinterpret_cast<uintptr_t>(b))].store(
       g_era.load(std::memory_order_relaxed), std::memory_order_relaxed);
-  if (h != &g_empty_heap && --h->era_countdown_ <= 0) era_tick(h);
-  if (auto hook = g_alloc_hook.load(std::memory_order_acquire)) hook();
+  if (h != &g_empty_heap) {
+    // A large or huge block ticks the era at once: each is worth many small ones, and under
+    // deferred free their memory waits for the era to move.
+    if (--h->era_countdown_ <= 0 || pg->page_shift_ > kMediumPageShift) era_tick(h);
+  }
+  if (auto hook = g_alloc_hook.load(std::memory_order_acquire)) {
+    uint64_t e = hook();
+    if (h != &g_empty_heap) h->hook_era_ = e;
+  }
 }
 
 void birth_tracking_on() {

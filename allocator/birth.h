@@ -21,7 +21,8 @@ extern std::atomic<bool> g_track;
 extern std::atomic<void (*)()> g_era_hook;
 // Called after every tracked allocation while deferred free is on: the allocation is one
 // of the thread's allocator calls, which end its implicit region.
-extern std::atomic<void (*)()> g_alloc_hook;
+// Returns the era its implicit reservation now holds.
+extern std::atomic<uint64_t (*)()> g_alloc_hook;
 // Called in a fork child (after the allocator's own reset), before fork in the parent,
 // and after it in the parent.
 extern std::atomic<void (*)()> g_fork_child_hook;
@@ -47,11 +48,15 @@ WFMM_INLINE void birth_note(Heap* h, Page* pg, void* b) {
   // relaxed: a thread that misses the switch-on records nothing; its block reads as era 0.
   if (WFMM_UNLIKELY(g_track.load(std::memory_order_relaxed))) {
     std::atomic<uint64_t>* side = pg->xside_.load(std::memory_order_acquire);
+    uint64_t era = g_era.load(std::memory_order_relaxed);
+    // The hook (deferred free's end of the implicit region) has nothing to do while the
+    // era is the one it last saw on this thread.
     if (WFMM_LIKELY(side != nullptr && h->era_countdown_ > 1 &&
-                    g_alloc_hook.load(std::memory_order_relaxed) == nullptr)) {
+                    (h->hook_era_ == era ||
+                     g_alloc_hook.load(std::memory_order_relaxed) == nullptr))) {
       --h->era_countdown_;
       side[((reinterpret_cast<uintptr_t>(b) - pg->start_) * pg->magic_) >> 40].store(
-          g_era.load(std::memory_order_relaxed), std::memory_order_relaxed);
+          era, std::memory_order_relaxed);
       return;
     }
     birth_record(h, pg, b);

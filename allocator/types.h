@@ -172,6 +172,7 @@ struct Heap {
   bool key_set_ = false;            // the thread-exit destructor is registered
   uint32_t slow_calls_ = 0;
   int64_t era_countdown_ = 0;  // tracked allocations left before this thread ticks the era
+  uint64_t hook_era_ = 0;      // the era at the last g_alloc_hook call (deferred free)
   PageList avail_[kNumClasses];  // pages that may have free blocks (cur_ is the head)
   PageList full_[kNumClasses];   // pages found full
   PageList free_dirty_[2];       // empty pages, not purged, oldest first (small, medium)

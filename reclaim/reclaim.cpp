@@ -46,6 +46,7 @@ struct Cell {
 };
 
 constexpr unsigned kInlineCells = 16;
+constexpr uint64_t kBatchBytes = uint64_t(1) << 20;  // a batch is published at 1 MiB
 constexpr unsigned kChunkCells = 127;
 struct CellChunk {
   CellChunk* next;
@@ -766,6 +767,8 @@ void* protect_slow(Local& t, void* const volatile* src, unsigned j) {
 // with its deactivation (insert's CAS back failed because a later inserter linked onto the
 // cell); they are dropped here. Bound: kSlots.
 void clear_all(Local& t) {
+  // The allocator's inline check for deferred free's implicit region must look again.
+  if (t_heap != &g_empty_heap) t_heap->hook_era_ = 0;
   for (unsigned j = 0; j < kSlots; ++j) {
     if (t.active & (1u << j)) {
       deactivate(t, j);
@@ -983,7 +986,9 @@ void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, bool dispose, con
   if (birth < b->min_birth) b->min_birth = birth;
   stat_add(r->retired, 1);
   stat_add(r->retired_bytes, int64_t(size));
-  if (b->count == b->cap) {
+  // Full by count, or by bytes: a batch of large blocks would otherwise hold back up to
+  // WFMM_BATCH of them (gigabytes) before anyone may reuse them.
+  if (b->count == b->cap || b->bytes >= kBatchBytes) {
     t.batch = nullptr;
     batch_full(t, b);
   }
@@ -992,16 +997,17 @@ void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, bool dispose, con
 
 // The end of the calling thread's implicit region (deferred free): every allocator call
 // moves its implicit reservation to the current era, dropping what the old one held.
-void quiesce() {
+uint64_t quiesce() {
   Local& t = t_local;
-  if (t.draining != 0) return;  // inside our own frees (a deleter that allocates)
-  if (t.rec == nullptr && own_record() == nullptr) return;
+  if (t.draining != 0) return 0;  // inside our own frees (a deleter that allocates)
+  if (t.rec == nullptr && own_record() == nullptr) return 0;
   uint64_t e = g_era.load(std::memory_order_acquire);
-  if (t.era[kImplicitSlot] == e) return;
+  if (t.era[kImplicitSlot] == e) return e;
   ++t.in_alloc;
   t.era[kImplicitSlot] = refresh(t, kImplicitSlot, e);
   run_frees();
   --t.in_alloc;
+  return t.era[kImplicitSlot];
 }
 
 void enable_deferred() {
