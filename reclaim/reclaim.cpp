@@ -71,7 +71,8 @@ struct Batch {
   uint32_t cap;
   uint32_t cells_used;
   uint16_t gen;
-  uint16_t user_fn;  // some item has a deleter (user code)
+  uint8_t user_fn;        // some item has a deleter (user code)
+  uint8_t skip_implicit;  // not inserted in implicit (deferred free) reservations
   uint64_t bytes;           // usable bytes of its blocks
   uint64_t deferred_bytes;  // of those, from deferred frees
   uint64_t published_era;
@@ -308,7 +309,7 @@ void free_batch(Batch* b) {
 // orphans.
 void run_frees() {
   Local& t = t_local;
-  if (t.freeq == nullptr && t.deferq == nullptr && !g_orphans.has_work()) return;
+  if (t.freeq == nullptr && !g_orphans.has_work()) return;
   if (t.draining != 0) return;
   t.draining = 1;
   bool orphans = false;
@@ -318,19 +319,12 @@ void run_frees() {
       t.freeq = b->qnext;
       if (b->user_fn == 0 || user_ok) {
         free_batch(b);
-      } else if (t.in_alloc != 0) {
-        // Inside malloc (helping, or an implicit region's end): no user code here. Any
-        // thread's next reclamation call outside a region runs it.
-        g_orphans.push(b);
       } else {
-        b->qnext = t.deferq;
-        t.deferq = b;
+        // Inside malloc (helping, an implicit region's end) or inside a region: no user
+        // code here. Any thread's next reclamation call outside a region runs it (a thread
+        // that stays in one region must not collect them: they would pile up).
+        g_orphans.push(b);
       }
-      continue;
-    }
-    if (t.deferq != nullptr && user_ok) {
-      t.freeq = t.deferq;
-      t.deferq = nullptr;
       continue;
     }
     // Batches with deleters left by threads inside malloc: one bounded share per call.
@@ -366,6 +360,7 @@ Batch* new_batch() {
   b->cap = cap;
   b->cells_used = 0;
   b->user_fn = 0;
+  b->skip_implicit = 0;
   b->bytes = 0;
   b->deferred_bytes = 0;
   b->chunks = nullptr;
@@ -399,7 +394,8 @@ void publish(Batch* b) {
     // (E6) seq_cst: pairs with the owner's seq_cst store at enter.
     unsigned first = r->in_region.load(std::memory_order_seq_cst) != 0 ? 0 : kUserSlots;
     // Bound: kSlots.
-    for (unsigned j = first; j < kSlots; ++j) {
+    unsigned end = b->skip_implicit ? kImplicitSlot : kSlots;
+    for (unsigned j = first; j < end; ++j) {
       ++inspected;
       Slot& s = r->slots[j];
       if (s.head.load(std::memory_order_seq_cst) == kInactive) continue;
@@ -782,6 +778,9 @@ void thread_exit(void* arg) {
   Local& t = t_local;
   Record* r = static_cast<Record*>(arg);
   if (r == nullptr || t.rec != r) return;
+  // Later frees of this thread (glibc's own, after the last destructor round) must not
+  // claim a record that nobody would give back: see deferred_free and retire_impl.
+  t.exited = 1;
   t.depth = 0;
   t.in_region->store(0, std::memory_order_release);
   clear_all(t);
@@ -999,7 +998,7 @@ void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, bool dispose, con
 // moves its implicit reservation to the current era, dropping what the old one held.
 uint64_t quiesce() {
   Local& t = t_local;
-  if (t.draining != 0) return 0;  // inside our own frees (a deleter that allocates)
+  if (t.draining != 0 || t.exited != 0) return 0;  // inside our own frees / after teardown
   if (t.rec == nullptr && own_record() == nullptr) return 0;
   uint64_t e = g_era.load(std::memory_order_acquire);
   if (t.era[kImplicitSlot] == e) return e;
@@ -1025,10 +1024,19 @@ __attribute__((constructor)) void deferred_at_start() {
 }  // namespace
 
 void retire(void* p, void (*fn)(void*, void*), void* ctx, bool dispose) {
+  Local& t = t_local;
+  bool late = t.exited != 0 && t.rec == nullptr;
   retire_impl(p, fn, ctx, dispose, "retire", false);
+  // A retire after the thread's teardown (a late TLS destructor): publish and give the
+  // record back now, in case no destructor round is left to do it.
+  if (WFMM_UNLIKELY(late) && t.rec != nullptr) thread_exit(t.rec);
 }
 
 void deferred_free(void* p, const char* who) {
+  Local& t = t_local;
+  // After the thread's reclamation teardown (frees from glibc's own thread-exit cleanup):
+  // freed at once; nobody would release a record claimed now.
+  if (WFMM_UNLIKELY(t.exited != 0 && t.rec == nullptr)) return heap_free(p, who);
   if (WFMM_UNLIKELY(g_alloc_hook.load(std::memory_order_relaxed) == nullptr)) enable_deferred();
   quiesce();
   retire_impl(p, nullptr, nullptr, false, who, true);
@@ -1093,8 +1101,7 @@ void synchronize() {
   Local& t = t_local;
   if (t.depth != 0) misuse("synchronize", "wfmm_synchronize inside a region would wait for itself");
   if (need_record("synchronize") == nullptr) return;
-  clear_all(t);  // our own lingering reservations would hold the marker
-  void* marker = heap_malloc(16);
+  void* marker = heap_malloc(16);  // (its malloc may end our implicit region: first)
   Batch* b = marker != nullptr ? new_batch() : nullptr;
   std::atomic<uint64_t>* w;
   size_t size;
@@ -1102,6 +1109,7 @@ void synchronize() {
     report_error("synchronize", "out of memory", nullptr);
     return;
   }
+  clear_all(t);  // our own lingering reservations would hold the marker
   std::atomic<int> done{0};
   uint64_t birth = w->load(std::memory_order_relaxed);
   w->store(kRetiredBit | reinterpret_cast<uint64_t>(b), std::memory_order_relaxed);
@@ -1114,7 +1122,12 @@ void synchronize() {
   it.size_kind = uint64_t(size) << 1;
   it.side = w;
   b->count = 1;
-  b->min_birth = birth;
+  // Born "at era 0": the marker reaches every reservation of every open region and read
+  // section, whatever its era (a region that protected before the era moved must be
+  // waited for too). Implicit regions (deferred free) are not regions: skipped.
+  (void)birth;
+  b->min_birth = 0;
+  b->skip_implicit = 1;
   stat_add(t.rec->retired, 1);
   stat_add(t.rec->retired_bytes, int64_t(size));
   publish(b);  // user_fn stays 0: the marker's deleter is ours and may run anywhere

@@ -32,10 +32,10 @@ struct Local {
   uint64_t tag[kSlots];          // the slot's tag (even; odd only inside a slow protect)
   Batch* batch;                  // partial batch being filled
   Batch* freeq;                  // batches whose count reached zero, to free
-  Batch* deferq;                 // of those, batches with deleters, kept until outside regions
   uint32_t draining;             // inside run_frees: deleters may re-enter
   uint32_t in_alloc;             // helping from malloc: no deleters may run here
   uint32_t read_depth;           // wfmm_read_lock nesting
+  uint32_t exited;               // reclaim's thread-exit destructor ran
   Batch* held;                   // deferred free: full batches held back (oldest first)
   Batch* held_tail;
   uint64_t held_bytes;
@@ -81,7 +81,7 @@ WFMM_INLINE void leave() {
   if (WFMM_UNLIKELY(t.depth == 0)) return leave_slow();
   t.depth = 0;
   t.in_region->store(0, std::memory_order_release);
-  bool work = t.freeq != nullptr || t.deferq != nullptr;
+  bool work = t.freeq != nullptr;
   for (uint32_t m = t.active & ((1u << kUserSlots) - 1); m != 0 && !work; m &= m - 1)
     work = t.head[__builtin_ctz(m)]->load(std::memory_order_relaxed) != 1;  // 1: empty list
   if (WFMM_UNLIKELY(work)) leave_lists();
