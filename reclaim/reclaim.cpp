@@ -1062,6 +1062,9 @@ void barrier() {
   // would hold what we wait for: end them.
   if (t.rec != nullptr) clear_all(t);
   run_frees();
+  // The one lock of the library: wfmm_barrier is blocking by contract (it waits for other
+  // threads' regions), never on a malloc/free/retire/protect/enter/leave path; the mutex only
+  // serialises concurrent barriers over the generation flip.
   pthread_mutex_lock(&g_barrier_lock);
   uint32_t g = g_gen.load(std::memory_order_relaxed);
   g_gen.store(g + 1, std::memory_order_seq_cst);
