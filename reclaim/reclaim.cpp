@@ -969,10 +969,11 @@ void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, bool dispose, con
     }
     t.batch = b;
   }
-  // A plain store: the block is the caller's (a second retire of it is a program error,
+  // A store, no CAS: the block is the caller's (a second retire of it is a program error,
   // seen by the check above unless two threads retire it at the very same moment; the
-  // second free of the block then reports a double free).
-  w->store(kRetiredBit | reinterpret_cast<uint64_t>(b), std::memory_order_relaxed);
+  // second free of the block then reports a double free). release: a helpee that finds the
+  // batch through this word (parent hand-off) sees the batch initialised (a plain mov).
+  w->store(kRetiredBit | reinterpret_cast<uint64_t>(b), std::memory_order_release);
   Item& it = b->items[b->count++];
   it.side = w;
   it.p = p;
@@ -1115,7 +1116,7 @@ void synchronize() {
   clear_all(t);  // our own lingering reservations would hold the marker
   std::atomic<int> done{0};
   uint64_t birth = w->load(std::memory_order_relaxed);
-  w->store(kRetiredBit | reinterpret_cast<uint64_t>(b), std::memory_order_relaxed);
+  w->store(kRetiredBit | reinterpret_cast<uint64_t>(b), std::memory_order_release);
   Item& it = b->items[0];
   it.p = marker;
   it.fn = [](void*, void* ctx) {
