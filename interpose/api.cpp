@@ -37,6 +37,7 @@ void* api::deferred_realloc(void* p, size_t n) {
     return nullptr;
   }
   if (n > kMaxAllocSize) return fail_nomem();
+  if (reclaim::deferred_alone()) return realloc_(p, n);  // nobody else could read p
   size_t old = usable_size(p, "realloc");
   if (old == 0) return nullptr;  // reported (continue mode)
   if (n <= old && n >= old / 2) return p;

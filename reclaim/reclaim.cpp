@@ -46,7 +46,10 @@ struct Cell {
 };
 
 constexpr unsigned kInlineCells = 16;
-constexpr uint64_t kBatchBytes = uint64_t(1) << 20;  // a batch is published at 1 MiB
+// A batch is published once it holds 128 KiB: the cost of a publish (one pass over the
+// reservations) is small beside that much memory, and a small program should not keep
+// megabytes of freed blocks waiting in partial batches.
+constexpr uint64_t kBatchBytes = uint64_t(128) << 10;
 constexpr unsigned kChunkCells = 127;
 struct CellChunk {
   CellChunk* next;
@@ -73,11 +76,13 @@ struct Batch {
   uint16_t gen;
   uint8_t user_fn;        // some item has a deleter (user code)
   uint8_t skip_implicit;  // not inserted in implicit (deferred free) reservations
+  uint8_t explicit_items;  // some item came from wfmm_retire (not a deferred free)
   uint64_t bytes;           // usable bytes of its blocks
   uint64_t deferred_bytes;  // of those, from deferred frees
   uint64_t published_era;
   CellChunk* chunks;
   Batch* qnext;
+  Batch* mnext;  // the retirer's list of batches it holds a reference on (deferred free)
   std::atomic<Batch*> handoff_next{nullptr};
   Batch* handoff_link = nullptr;
   Cell cells[kInlineCells];
@@ -124,6 +129,8 @@ std::atomic<Record*> g_dir[kDirChunks];
 std::atomic<uint64_t> g_nrec{0};
 HandoffStack<Record> g_free_records;
 std::atomic<uint64_t> g_in_use{0};  // records owned by threads now
+// Deferred free may free at once while one thread alone has a record (E7: needs membarrier).
+std::atomic<bool> g_alone_ok{false};
 
 alignas(64) std::atomic<int64_t> g_slow_count{0};  // open slow-path requests
 HandoffStack<Batch> g_orphans;         // freed inside malloc (helping): freed later
@@ -258,7 +265,7 @@ bool insert(Slot& s, Cell* c) {
   return true;
 }
 
-Record* own_record();
+Record* own_record(bool implicit = false);
 
 void free_batch(Batch* b) {
   Local& t = t_local;
@@ -361,6 +368,7 @@ Batch* new_batch() {
   b->cells_used = 0;
   b->user_fn = 0;
   b->skip_implicit = 0;
+  b->explicit_items = 0;
   b->bytes = 0;
   b->deferred_bytes = 0;
   b->chunks = nullptr;
@@ -388,18 +396,24 @@ void publish(Batch* b) {
   // (E4) seq_cst: the blocks were unlinked before they were retired; this fence orders
   // those unlinks before the reads of the reservations below (pairs with E1 at readers).
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  uint64_t k = 0, inspected = 0;
+  uint64_t k = 0, inspected = 0, oldest = ~uint64_t(0);
   bool oom = false;
+  // A batch of deferred frees only: the retirer's own implicit region ended at each of those
+  // frees (they were allocator calls), so its own implicit reservation cannot hold them.
+  Local& t = t_local;
+  Record* self = b->explicit_items == 0 && b->deferred_bytes != 0 ? t.rec : nullptr;
   for_each_record([&](Record* r) {
     // (E6) seq_cst: pairs with the owner's seq_cst store at enter.
     unsigned first = r->in_region.load(std::memory_order_seq_cst) != 0 ? 0 : kUserSlots;
     // Bound: kSlots.
-    unsigned end = b->skip_implicit ? kImplicitSlot : kSlots;
+    unsigned end = b->skip_implicit || r == self ? kImplicitSlot : kSlots;
     for (unsigned j = first; j < end; ++j) {
       ++inspected;
       Slot& s = r->slots[j];
       if (s.head.load(std::memory_order_seq_cst) == kInactive) continue;
-      if (dload_lo(&s.era) < b->min_birth) continue;  // cannot hold any of these blocks
+      uint64_t era = dload_lo(&s.era);
+      if (era < oldest) oldest = era;
+      if (era < b->min_birth) continue;  // cannot hold any of these blocks
       Cell* c = oom ? nullptr : next_cell(b);
       if (c == nullptr) {
         // No metadata left for a cell: this reservation could still reach the batch, so
@@ -412,18 +426,64 @@ void publish(Batch* b) {
     }
   });
   note_max(g_prog.publish, inspected);
+  t.oldest_seen = oldest == ~uint64_t(0) ? 0 : oldest;  // none seen: nothing is old
   if (oom) {
     report_error("retire", "out of memory for reclamation metadata: batch kept forever at",
                  b);
     return;
   }
+  if (k != 0 && b->deferred_bytes != 0 && t.exited == 0 && t.rec != nullptr) {
+    // Deferred free: the retirer keeps one reference and frees the batch itself once it is
+    // the last holder (reap_held), so its own blocks go back to its own heap as local frees,
+    // as they would with immediate free. Left alone, the last thread to pass through the
+    // allocator would free them: remote frees, most of deferred free's cost.
+    refs_add(b, k + 1 - kBias);
+    b->mnext = t.mine;
+    t.mine = b;
+    ++t.mine_count;
+    return;
+  }
   refs_add(b, k - kBias);
+}
+
+// Frees the held batches whose other references are all gone. Checks at most `budget`
+// batches, resuming where the last call stopped (a batch pinned by a stalled thread does not
+// hide the ones behind it). Bound: budget.
+void reap_held(Local& t, unsigned budget) {
+  if (t.mine_cur == nullptr) t.mine_cur = &t.mine;
+  for (; budget != 0; --budget) {
+    Batch* b = *t.mine_cur;
+    if (b == nullptr) {
+      t.mine_cur = &t.mine;
+      if (t.mine == nullptr) return;
+      continue;
+    }
+    if (b->refs.load(std::memory_order_relaxed) == 1) {
+      *t.mine_cur = b->mnext;
+      --t.mine_count;
+      unref(b, 1);  // (R4): acq_rel; a parent hand-off racing in makes another thread last
+    } else {
+      t.mine_cur = &b->mnext;
+    }
+  }
+}
+
+// Drops every held reference (thread exit, barrier): the last holder frees, as usual.
+// Bound: the held batches.
+void release_held(Local& t) {
+  while (Batch* b = t.mine) {
+    t.mine = b->mnext;
+    unref(b, 1);
+  }
+  t.mine_cur = nullptr;
+  t.mine_count = 0;
 }
 
 // ---------------------------------------------------------------- records
 
 void thread_exit(void* arg);
 void publish_held(Local& t);
+void publish_partial(Local& t);
 
 Record* new_record() {
   if (g_free_records.try_begin()) {
@@ -506,7 +566,8 @@ void init() {
     g_fork_parent_hook.store(&fork_parent, std::memory_order_release);
     g_fork_child_hook.store(&fork_child, std::memory_order_release);
     g_era_hook.store(&help_pending, std::memory_order_release);
-    birth_tracking_on();
+    // (Deferred free, alone: the first record's claim decides; see own_record.)
+    if (!g_alone_ok.load(std::memory_order_relaxed)) birth_tracking_on();
     g_init.store(2, std::memory_order_release);
     return;
   }
@@ -516,7 +577,8 @@ void init() {
 }
 
 // The calling thread's record, claimed on first use. Null only when the OS refuses memory.
-Record* own_record() {
+// implicit: claimed for deferred free's implicit region only (quiesce), not the explicit API.
+Record* own_record(bool implicit) {
   Local& t = t_local;
   if (WFMM_LIKELY(t.rec != nullptr)) return t.rec;
   init();
@@ -532,7 +594,14 @@ Record* own_record() {
     t.tag[j] = dload_hi(&r->slots[j].era);
   }
   t.active = 0;
-  uint64_t n = g_in_use.fetch_add(1, std::memory_order_relaxed) + 1;
+  uint64_t n = g_in_use.fetch_add(1, std::memory_order_seq_cst) + 1;
+  // Deferred free alone frees at once and needs no birth eras; the second thread switches
+  // them on (blocks born before count as era 0: the oldest, the safe side).
+  if (!implicit || n >= 2 || !g_alone_ok.load(std::memory_order_relaxed)) birth_tracking_on();
+  // (E7) A thread that frees alone (deferred_free's shortcut) reads g_in_use with no fence
+  // after its unlinking stores; this process-wide barrier stands in for that fence: either
+  // its unlinks are visible to our later loads, or its later load of g_in_use sees us.
+  if (g_alone_ok.load(std::memory_order_seq_cst)) os::membarrier();
   uint64_t seen = g_prog.threads.load(std::memory_order_relaxed);
   // Bound: each failure means the maximum grew; it grows at most to n.
   while (seen < n && !g_prog.threads.compare_exchange_weak(seen, n, std::memory_order_relaxed)) {
@@ -784,15 +853,13 @@ void thread_exit(void* arg) {
   t.depth = 0;
   t.in_region->store(0, std::memory_order_release);
   clear_all(t);
-  if (Batch* b = t.batch) {
-    t.batch = nullptr;
-    publish(b);
-  }
+  publish_partial(t);
   publish_held(t);
+  release_held(t);
   run_frees();
   t.rec = nullptr;
   r->in_use.store(0, std::memory_order_relaxed);
-  g_in_use.fetch_sub(1, std::memory_order_relaxed);
+  g_in_use.fetch_sub(1, std::memory_order_release);
   g_free_records.push(r);  // (H1 of handoff.h): its cleared state precedes the next owner
   meta::thread_flush();
 }
@@ -935,6 +1002,15 @@ void batch_full(Local& t, Batch* b) {
   }
 }
 
+void publish_partial(Local& t) {
+  for (Batch** slot : {&t.batch, &t.old_batch}) {
+    if (Batch* b = *slot) {
+      *slot = nullptr;
+      publish(b);
+    }
+  }
+}
+
 void publish_held(Local& t) {
   // Bound: the held batches.
   while (Batch* h = t.held) {
@@ -961,13 +1037,19 @@ void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, bool dispose, con
   const char* twice = deferred ? "double free of" : "block already retired:";
   uint64_t birth = w->load(std::memory_order_relaxed);
   if (birth & kRetiredBit) return report_error(who, twice, p);
-  Batch* b = t.batch;
+  // Old blocks go to a batch of their own: a batch is held by every reservation as old as
+  // its oldest block, so one old block among young ones would pin them all behind a stalled
+  // thread (or, under deferred free, behind a thread that has not called the allocator
+  // since it started: a server's main thread waiting in pthread_join).
+  // "Old": born no later than the oldest reservation our last publish saw.
+  Batch** slot = birth <= t.oldest_seen ? &t.old_batch : &t.batch;
+  Batch* b = *slot;
   if (b == nullptr) {
     b = new_batch();
     if (b == nullptr) {
       return report_error(who, "out of memory for reclamation metadata; not retired:", p);
     }
-    t.batch = b;
+    *slot = b;
   }
   // A store, no CAS: the block is the caller's (a second retire of it is a program error,
   // seen by the check above unless two threads retire it at the very same moment; the
@@ -982,14 +1064,17 @@ void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, bool dispose, con
   it.size_kind = uint64_t(size) << 1 | (dispose ? 1 : 0);
   if (fn != nullptr) b->user_fn = 1;
   b->bytes += size;
-  if (deferred) b->deferred_bytes += size;
+  if (deferred)
+    b->deferred_bytes += size;
+  else
+    b->explicit_items = 1;
   if (birth < b->min_birth) b->min_birth = birth;
   stat_add(r->retired, 1);
   stat_add(r->retired_bytes, int64_t(size));
   // Full by count, or by bytes: a batch of large blocks would otherwise hold back up to
   // WFMM_BATCH of them (gigabytes) before anyone may reuse them.
   if (b->count == b->cap || b->bytes >= kBatchBytes) {
-    t.batch = nullptr;
+    *slot = nullptr;
     batch_full(t, b);
   }
   run_frees();
@@ -1000,20 +1085,26 @@ void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, bool dispose, con
 uint64_t quiesce() {
   Local& t = t_local;
   if (t.draining != 0 || t.exited != 0) return 0;  // inside our own frees / after teardown
-  if (t.rec == nullptr && own_record() == nullptr) return 0;
+  if (t.rec == nullptr && own_record(true) == nullptr) return 0;
   uint64_t e = g_era.load(std::memory_order_acquire);
   if (t.era[kImplicitSlot] == e) return e;
   ++t.in_alloc;
   t.era[kImplicitSlot] = refresh(t, kImplicitSlot, e);
+  // Other threads' implicit regions end on the same ticks: our held batches free up now.
+  if (t.mine != nullptr) reap_held(t, 4);
   run_frees();
   --t.in_alloc;
   return t.era[kImplicitSlot];
 }
 
 void enable_deferred() {
-  init();
-  if (g_alloc_hook.load(std::memory_order_acquire) == nullptr)
+  if (g_alloc_hook.load(std::memory_order_acquire) == nullptr) {
+    // Before init: a process that only frees (deferred) on one thread records no eras.
+    if (g_init.load(std::memory_order_acquire) == 0 && os::membarrier_register())
+      g_alone_ok.store(true, std::memory_order_seq_cst);
+    init();
     g_alloc_hook.store(&quiesce, std::memory_order_release);
+  }
 }
 
 // WFMM_DEFERRED_FREE=1 from the start: record birth eras from the first malloc on.
@@ -1033,6 +1124,23 @@ void retire(void* p, void (*fn)(void*, void*), void* ctx, bool dispose) {
   if (WFMM_UNLIKELY(late) && t.rec != nullptr) thread_exit(t.rec);
 }
 
+// (E7) acquire on g_in_use: an exited thread's published batches (g_live) are seen with its
+// record's release.
+bool alone(Local& t) {
+  return g_in_use.load(std::memory_order_acquire) == 1 && t.rec != nullptr &&
+         g_alone_ok.load(std::memory_order_relaxed) && t.batch == nullptr &&
+         t.old_batch == nullptr && t.held == nullptr && t.mine == nullptr &&
+         g_live[0].load(std::memory_order_relaxed) == 0 &&
+         g_live[1].load(std::memory_order_relaxed) == 0 && option(Opt::kDeferMinBytes) == 0;
+}
+
+bool deferred_alone() {
+  Local& t = t_local;
+  if (t.exited != 0 || g_alloc_hook.load(std::memory_order_relaxed) == nullptr) return false;
+  quiesce();
+  return alone(t);
+}
+
 void deferred_free(void* p, const char* who) {
   Local& t = t_local;
   // After the thread's reclamation teardown (frees from glibc's own thread-exit cleanup):
@@ -1040,16 +1148,21 @@ void deferred_free(void* p, const char* who) {
   if (WFMM_UNLIKELY(t.exited != 0 && t.rec == nullptr)) return heap_free(p, who);
   if (WFMM_UNLIKELY(g_alloc_hook.load(std::memory_order_relaxed) == nullptr)) enable_deferred();
   quiesce();
+  // Alone: no other thread has a record (so none has an implicit region that could have
+  // loaded p) and no block anywhere is retired and unfreed (so p is not one: a double free
+  // is then heap_free's to report). Free now, as immediate mode would; the batches resume
+  // once a second thread makes an allocator call.
+  if (alone(t)) return heap_free(p, who);
+  // One check per free: held batches are found at least as fast as they are made (one per
+  // WFMM_BATCH frees), so the list stays at the batches other threads still hold.
+  if (t.mine != nullptr) reap_held(t, 1);
   retire_impl(p, nullptr, nullptr, false, who, true);
 }
 
 void flush() {
   Local& t = t_local;
   if (need_record("flush") == nullptr) return;
-  if (Batch* b = t.batch) {
-    t.batch = nullptr;
-    publish(b);
-  }
+  publish_partial(t);
   publish_held(t);
   run_frees();
 }
@@ -1062,6 +1175,7 @@ void barrier() {
   // Our own reservations, kept between regions, and our implicit region (deferred free)
   // would hold what we wait for: end them.
   if (t.rec != nullptr) clear_all(t);
+  release_held(t);  // (other threads' held batches wait for their next free or era tick)
   run_frees();
   // The one lock of the library: wfmm_barrier is blocking by contract (it waits for other
   // threads' regions), never on a malloc/free/retire/protect/enter/leave path; the mutex only

@@ -30,7 +30,9 @@ struct Local {
   uint64_t era[kSlots];          // fast-path cache: the era reserved, 0 = none (g_era >= 1)
   uint64_t pub[kSlots];          // the era word as published in the slot's pair
   uint64_t tag[kSlots];          // the slot's tag (even; odd only inside a slow protect)
-  Batch* batch;                  // partial batch being filled
+  Batch* batch;                  // partial batch being filled (young blocks)
+  Batch* old_batch;              // partial batch of blocks born <= oldest_seen
+  uint64_t oldest_seen;          // the oldest reservation our last publish saw
   Batch* freeq;                  // batches whose count reached zero, to free
   uint32_t draining;             // inside run_frees: deleters may re-enter
   uint32_t in_alloc;             // helping from malloc: no deleters may run here
@@ -39,6 +41,9 @@ struct Local {
   Batch* held;                   // deferred free: full batches held back (oldest first)
   Batch* held_tail;
   uint64_t held_bytes;
+  Batch* mine;                   // deferred free: published batches this thread holds a
+  Batch** mine_cur;              //   reference on (reap_held's cursor into that list)
+  uint64_t mine_count;
 };
 extern __thread Local t_local __attribute__((tls_model("initial-exec")));
 
@@ -55,6 +60,9 @@ void read_lock();
 void read_unlock();
 void synchronize();
 void deferred_free(void* p, const char* who);
+// Deferred free: true while the caller is the only thread with a record and nothing is
+// retired anywhere, so a free (or an in-place realloc) may act at once.
+bool deferred_alone();
 [[noreturn]] void misuse(const char* who, const char* what);
 
 // Outermost enter: one seq_cst store (an xchg) announces the region to retirers (E6); the

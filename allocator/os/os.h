@@ -33,6 +33,12 @@ uint64_t random64();
 // Monotonic milliseconds.
 uint64_t now_ms();
 
+// Process-wide memory barriers on demand (membarrier(2), private expedited): after
+// membarrier_register() returned true, membarrier() makes every running thread of the
+// process execute a full barrier before it returns. False where the kernel refuses.
+bool membarrier_register();
+bool membarrier();
+
 // Writes to stderr with write(2): usable inside malloc, allocates nothing.
 void write_stderr(const char* s, size_t n);
 
