@@ -535,12 +535,16 @@ def deferred_section(results, workloads, names, scope):
              "block, which is reused only once no thread can still read it. Ratios of its "
              "medians to wfmm's (immediate free) on the same workloads, same rounds "
              f"({'every workload' if scope == 'all' else 'the real programs only: --deferred programs'}). "
-             "Lower is better; the target: geometric mean at most 1.05 for time (wall) and "
-             "1.10 for peak RSS.")
+             "Lower is better. The target (issue 5) is set on the real-program table: "
+             "geometric mean at most 1.05 for time (wall) and 1.10 for peak RSS there, "
+             "against MineSweeper's published 5.4% / 11.1% on SPEC CPU2006. The allocation "
+             "workloads are malloc/free loops with nothing else to do: their geometric mean "
+             "is shown too, beside the same bounds, as the worst case.")
     L.append("")
     L.append("| workload | wall | CPU | peak RSS |")
     L.append("|---|---:|---:|---:|")
     per = {"wall": [], "cpu": [], "rss": []}
+    prog = {"wall": [], "cpu": [], "rss": []}
     failed = []
     for w in rows:
         cells = []
@@ -555,24 +559,38 @@ def deferred_section(results, workloads, names, scope):
             else:
                 r = a / max(b, 1e-9)
                 per[key].append(r)
+                if w.family == "programs":
+                    prog[key].append(r)
                 cells.append(f"{r:.2f}")
         if kd:
             failed.append(w.name)
         L.append(f"| {w.name} | " + " | ".join(cells) + " |")
     g = {k: (rp.geomean(v) if v else None) for k, v in per.items()}
+    gp = {k: (rp.geomean(v) if v else None) for k, v in prog.items()}
+    nprog = sum(1 for w in rows if w.family == "programs")
     cnt = f" [{len(per['wall'])}/{len(rows)}]" if len(per["wall"]) < len(rows) else ""
-    L.append(f"| **geometric mean**{cnt} | " + " | ".join(fmt_ratio(g[k]) for k in ("wall", "cpu", "rss")) + " |")
+    L.append(f"| **geometric mean, real programs** [{len(prog['wall'])}/{nprog}] | "
+             + " | ".join(fmt_ratio(gp[k]) for k in ("wall", "cpu", "rss")) + " |")
+    L.append(f"| geometric mean, every workload{cnt} | "
+             + " | ".join(fmt_ratio(g[k]) for k in ("wall", "cpu", "rss")) + " |")
     L.append("")
 
     def verdict(ok):
         return "MET" if ok else "**MISSED**"
     fail_note = f"; {DEFERRED} FAILED on {', '.join(failed)}, which counts as a miss" if failed else ""
-    okw = g["wall"] is not None and g["wall"] <= 1.05 and not failed
-    okr = g["rss"] is not None and g["rss"] <= 1.10 and not failed
-    L.append(f"1. Deferred free costs at most 5% more time than wfmm immediate (geometric mean "
-             f"of wall-time ratios <= 1.05): {fmt_ratio(g['wall'])}, {verdict(okw)}{fail_note}.")
-    L.append(f"2. Deferred free costs at most 10% more peak RSS than wfmm immediate (geometric "
-             f"mean of peak-RSS ratios <= 1.10): {fmt_ratio(g['rss'])}, {verdict(okr)}{fail_note}.")
+    okw = gp["wall"] is not None and gp["wall"] <= 1.05 and not failed
+    okr = gp["rss"] is not None and gp["rss"] <= 1.10 and not failed
+    L.append(f"1. Deferred free costs at most 5% more time than wfmm immediate on the real "
+             f"programs (geometric mean of wall-time ratios <= 1.05): {fmt_ratio(gp['wall'])}, "
+             f"{verdict(okw)}{fail_note}.")
+    L.append(f"2. Deferred free costs at most 10% more peak RSS than wfmm immediate on the real "
+             f"programs (geometric mean of peak-RSS ratios <= 1.10): {fmt_ratio(gp['rss'])}, "
+             f"{verdict(okr)}{fail_note}.")
+    okwa = g["wall"] is not None and g["wall"] <= 1.05 and not failed
+    okra = g["rss"] is not None and g["rss"] <= 1.10 and not failed
+    L.append(f"3. The same bounds over every workload, allocation loops included (the worst "
+             f"case, not the issue's target): time {fmt_ratio(g['wall'])} {verdict(okwa)}, "
+             f"peak RSS {fmt_ratio(g['rss'])} {verdict(okra)}.")
     L.append("")
     return L
 

@@ -1153,9 +1153,10 @@ void deferred_free(void* p, const char* who) {
   // is then heap_free's to report). Free now, as immediate mode would; the batches resume
   // once a second thread makes an allocator call.
   if (alone(t)) return heap_free(p, who);
-  // One check per free: held batches are found at least as fast as they are made (one per
-  // WFMM_BATCH frees), so the list stays at the batches other threads still hold.
-  if (t.mine != nullptr) reap_held(t, 1);
+  // One check per 8 frees (a check reads a line other threads write): held batches are
+  // still found faster than they are made (one per WFMM_BATCH frees, 64 by default), so the
+  // list stays at the batches other threads still hold.
+  if (t.mine != nullptr && (++t.reap_tick & 7) == 0) reap_held(t, 1);
   retire_impl(p, nullptr, nullptr, false, who, true);
 }
 

@@ -44,6 +44,7 @@ struct Local {
   Batch* mine;                   // deferred free: published batches this thread holds a
   Batch** mine_cur;              //   reference on (reap_held's cursor into that list)
   uint64_t mine_count;
+  uint64_t reap_tick;            // deferred frees, for reap_held's pacing
 };
 extern __thread Local t_local __attribute__((tls_model("initial-exec")));
 
