@@ -135,6 +135,93 @@ TEST(Deferred, PeakBoundedWhileOneThreadSleeps) {
          (unsigned long long)(rss1 - rss0), (unsigned long long)s.deferral_max_eras);
 }
 
+// Blocks born before a sleeping thread's last allocator call are held back; young blocks
+// freed among them are not (they go to other batches than the old ones).
+TEST(Deferred, OldBlocksDoNotPinYoungOnes) {
+  constexpr int kOld = 2000;
+  std::vector<void*> old;
+  for (int i = 0; i < kOld; ++i) old.push_back(alloc(64));
+  std::atomic<bool> stop{false}, ready{false};
+  std::thread sleeper([&] {
+    free(alloc(100));  // its implicit region now covers every old block
+    ready.store(true, std::memory_order_release);
+    while (!stop.load(std::memory_order_acquire)) usleep(1000);
+  });
+  while (!ready.load(std::memory_order_acquire)) usleep(100);
+  // (No wfmm_barrier here: it would wait for the sleeper's next allocator call.)
+  uint64_t peak0 = stats().deferred_peak_bytes;
+  std::vector<void*> live(256, nullptr);
+  wfmm_test::Rng rng(5);
+  for (int i = 0; i < 400000; ++i) {
+    // One old block among every 200 young ones: mixed into the same batches, each old
+    // block would pin 63 young ones (about 2000 x 63 x 1 KiB = 126 MiB).
+    if (i % 200 == 0 && !old.empty()) {
+      free(old.back());
+      old.pop_back();
+    }
+    size_t k = rng.next() % live.size();
+    free(live[k]);
+    live[k] = alloc(1024);
+  }
+  for (void* p : live) free(p);
+  for (void* p : old) free(p);
+  wfmm_stats s = stats();
+  stop.store(true);
+  sleeper.join();
+  uint64_t peak = s.deferred_peak_bytes > peak0 ? s.deferred_peak_bytes : 0;
+  EXPECT_LT(peak, 16u << 20) << "young blocks were held back with old ones: peak " << peak;
+}
+
+// While another thread has a record, free retires; alone, a thread frees at once (nobody
+// could read the block) and records nothing.
+TEST(Deferred, AloneFreesAtOnceOthersRetire) {
+  wfmm_barrier();  // the other tests' threads are gone and their batches freed
+  wfmm_stats a = stats();
+  free(alloc(48));
+  wfmm_stats b = stats();
+  EXPECT_EQ(b.retired, a.retired) << "a thread alone retired instead of freeing";
+  std::atomic<bool> stop{false}, ready{false};
+  std::thread other([&] {
+    free(alloc(100));
+    ready.store(true, std::memory_order_release);
+    while (!stop.load(std::memory_order_acquire)) usleep(1000);
+  });
+  while (!ready.load(std::memory_order_acquire)) usleep(100);
+  wfmm_stats c = stats();
+  free(alloc(48));
+  wfmm_stats d = stats();
+  EXPECT_EQ(d.retired, c.retired + 1) << "with another thread alive, free must retire";
+  stop.store(true);
+  other.join();
+  // realloc alone grows in place when it can; with others alive it always moves (the old
+  // block must stay readable). Both keep the contents.
+  char* r = static_cast<char*>(alloc(100));
+  memset(r, 7, 100);
+  r = static_cast<char*>(realloc(r, 3000));
+  ASSERT_NE(r, nullptr);
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(r[i], 7);
+  free(r);
+}
+
+TEST(DeferredDeath, DoubleFreeWithOtherThreadsAborts) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        std::atomic<bool> ready{false};
+        std::thread other([&] {
+          free(alloc(100));
+          ready.store(true);
+          for (;;) usleep(1000);  // (the death test's process ends with the abort)
+        });
+        other.detach();
+        while (!ready.load()) usleep(100);
+        void* p = alloc(48);
+        free(p);  // retired: another thread has a record
+        free(p);
+      },
+      "wfmm: free: double free of 0x");
+}
+
 TEST(DeferredDeath, DoubleFreeAborts) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_DEATH(
