@@ -12,8 +12,9 @@ struct wfmm_stats;
 
 namespace wfmm {
 
-// The global era clock; starts at 1 (era 0 = "born before tracking").
-extern std::atomic<uint64_t> g_era;
+// The global era clock; starts at 1 (era 0 = "born before tracking"). Exported as
+// wfmm_era_v1 for include/wfmm/fast.h's inline protect.
+extern std::atomic<uint64_t> g_era __asm__("wfmm_era_v1") __attribute__((visibility("default")));
 // True once any thread used reclamation: allocations record birth eras from then on.
 extern std::atomic<bool> g_track;
 // Called (by the allocating thread) before each era tick: the reclamation layer helps

@@ -4,6 +4,8 @@
 // written at each loop) and the happens-before edges (E1.., R1.., H1..) cited here.
 #include "reclaim.h"
 
+#include <stddef.h>
+
 #include <pthread.h>
 #include <string.h>
 #include <time.h>
@@ -16,10 +18,20 @@
 #include "meta.h"
 #include "options.h"
 #include "os/os.h"
+#define WFMM_FAST_NO_DECLS
+#include "wfmm/fast.h"
 
 namespace wfmm::reclaim {
 
 __thread Local t_local __attribute__((tls_model("initial-exec")));
+
+// include/wfmm/fast.h reads these fields from callers' code: its view must match.
+static_assert(offsetof(Local, rec) == offsetof(wfmm_thread_view_v1, rec));
+static_assert(offsetof(Local, in_region) == offsetof(wfmm_thread_view_v1, in_region));
+static_assert(offsetof(Local, depth) == offsetof(wfmm_thread_view_v1, depth));
+static_assert(offsetof(Local, era) == offsetof(wfmm_thread_view_v1, era));
+static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t));
+static_assert(sizeof(g_era) == sizeof(uint64_t));
 
 namespace {
 

@@ -46,7 +46,10 @@ struct Local {
   uint64_t mine_count;
   uint64_t reap_tick;            // deferred frees, for reap_held's pacing
 };
-extern __thread Local t_local __attribute__((tls_model("initial-exec")));
+// Exported as wfmm_thread_v1: include/wfmm/fast.h inlines the fast paths of enter, leave and
+// protect in callers over this struct's first fields (offsets asserted in reclaim.cpp).
+extern __thread Local t_local __asm__("wfmm_thread_v1")
+    __attribute__((tls_model("initial-exec"), visibility("default")));
 
 // Out of line (reclaim.cpp).
 void enter_slow();

@@ -56,15 +56,15 @@
 #include <type_traits>
 #include <utility>
 
-#include "wfmm.h"
+#include "fast.h"
 
 namespace wfmm {
 
 // RAII region: enter on construction, leave on destruction. Not copyable or movable.
 class region {
  public:
-  region() noexcept { wfmm_enter(); }
-  ~region() { wfmm_leave(); }
+  region() noexcept { wfmm_enter_fast(); }
+  ~region() { wfmm_leave_fast(); }
   region(const region&) = delete;
   region& operator=(const region&) = delete;
 };
@@ -74,7 +74,7 @@ T* protect(const std::atomic<T*>& src, unsigned index) noexcept {
   static_assert(sizeof(std::atomic<T*>) == sizeof(void*) && std::atomic<T*>::is_always_lock_free);
   // std::atomic<T*> holds exactly one pointer; wfmm_protect loads it atomically (acquire).
   return static_cast<T*>(
-      wfmm_protect(reinterpret_cast<void* const volatile*>(const_cast<std::atomic<T*>*>(&src)),
+      wfmm_protect_fast(reinterpret_cast<void* const volatile*>(const_cast<std::atomic<T*>*>(&src)),
                    index));
 }
 

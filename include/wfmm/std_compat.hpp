@@ -124,7 +124,7 @@
 #include <type_traits>
 #include <utility>
 
-#include "wfmm.h"
+#include "fast.h"
 
 namespace wfmm::std_compat {
 
@@ -420,7 +420,7 @@ class hazard_pointer {
   template <class T>
   T* protect(const std::atomic<T*>& src) noexcept {
     check("protect");
-    return static_cast<T*>(wfmm_protect(address(src), index_));
+    return static_cast<T*>(wfmm_protect_fast(address(src), index_));
   }
 
   // Protects the value of src; returns whether it equals ptr, and stores it in ptr.
@@ -429,7 +429,7 @@ class hazard_pointer {
   bool try_protect(T*& ptr, const std::atomic<T*>& src) noexcept {
     check("try_protect");
     T* const old = ptr;
-    ptr = static_cast<T*>(wfmm_protect(address(src), index_));
+    ptr = static_cast<T*>(wfmm_protect_fast(address(src), index_));
     return old == ptr;
   }
 
@@ -442,13 +442,13 @@ class hazard_pointer {
     // release: a helper completing a slow protect reads the root on our behalf.
     root.store(const_cast<void*>(static_cast<const volatile void*>(ptr)),
                std::memory_order_release);
-    (void)wfmm_protect(reinterpret_cast<void* const volatile*>(&root), index_);
+    (void)wfmm_protect_fast(reinterpret_cast<void* const volatile*>(&root), index_);
   }
 
   // Unassociates the hazard pointer. Pre: not empty.
   void reset_protection(std::nullptr_t = nullptr) noexcept {
     check("reset_protection");
-    (void)wfmm_protect(reinterpret_cast<void* const volatile*>(&detail::null_root), index_);
+    (void)wfmm_protect_fast(reinterpret_cast<void* const volatile*>(&detail::null_root), index_);
   }
 
   void swap(hazard_pointer& other) noexcept {
@@ -471,7 +471,7 @@ class hazard_pointer {
     check("destruction");
     owner_->used &= ~(1u << index_);
     owner_ = nullptr;
-    wfmm_leave();
+    wfmm_leave_fast();
   }
 
   template <class T>
@@ -497,7 +497,7 @@ inline hazard_pointer make_hazard_pointer() {
   if (t.roots == nullptr) [[unlikely]]
     detail::roots_slow();
   const unsigned i = static_cast<unsigned>(std::countr_zero(free));
-  wfmm_enter();
+  wfmm_enter_fast();
   t.used |= 1u << i;
   return hazard_pointer(&t, i);
 }

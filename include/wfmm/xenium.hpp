@@ -88,7 +88,7 @@
 #include <xenium/reclamation/detail/concurrent_ptr.hpp>
 #include <xenium/reclamation/detail/guard_ptr.hpp>
 
-#include "wfmm.h"
+#include "fast.h"
 
 namespace wfmm {
 
@@ -151,7 +151,7 @@ inline unsigned char slot_take() noexcept {
   const std::uint32_t free = ~s.used & ((1u << WFMM_PROTECT_SLOTS) - 1);
   if (free == 0) too_many_guards();
   const unsigned i = static_cast<unsigned>(std::countr_zero(free));
-  if (s.used == 0) wfmm_enter();
+  if (s.used == 0) wfmm_enter_fast();
   s.used |= 1u << i;
   s.shares[i] = 1;
   return static_cast<unsigned char>(i);
@@ -166,7 +166,7 @@ inline void slot_drop(unsigned char i) noexcept {
   slot_state& s = tls_slots;
   if (--s.shares[i] != 0) return;
   s.used &= ~(1u << i);
-  if (s.used == 0) wfmm_leave();
+  if (s.used == 0) wfmm_leave_fast();
 }
 
 // The raw word of a xenium concurrent_ptr: it holds exactly one std::atomic<marked_ptr>,
@@ -226,8 +226,8 @@ class xenium_reclaimer {
 
   // One region around any number of operations (wfmm_enter / wfmm_leave; nests).
   struct region_guard {
-    region_guard() noexcept { wfmm_enter(); }
-    ~region_guard() { wfmm_leave(); }
+    region_guard() noexcept { wfmm_enter_fast(); }
+    ~region_guard() { wfmm_leave_fast(); }
     region_guard(const region_guard&) = delete;
     region_guard(region_guard&&) = delete;
     region_guard& operator=(const region_guard&) = delete;
@@ -255,7 +255,7 @@ class xenium_reclaimer::guard_ptr
       slot_ = xenium_detail::slot_take();
       std::atomic<void*>& root = xenium_detail::root(slot_);
       root.store(std::bit_cast<void*>(p), std::memory_order_relaxed);
-      (void)wfmm_protect(reinterpret_cast<void* const volatile*>(&root), slot_);
+      (void)wfmm_protect_fast(reinterpret_cast<void* const volatile*>(&root), slot_);
     }
   }
 
@@ -363,7 +363,7 @@ class xenium_reclaimer::guard_ptr
     // wfmm_protect's load is an acquire load inside an opaque call; xenium's containers ask
     // for acquire (seq_cst only by default argument), and on x86-64 a seq_cst load is the
     // same instruction.
-    return std::bit_cast<MarkedPtr>(wfmm_protect(xenium_detail::raw_address(p), slot_));
+    return std::bit_cast<MarkedPtr>(wfmm_protect_fast(xenium_detail::raw_address(p), slot_));
   }
 
   unsigned char slot_ = xenium_detail::no_slot;
