@@ -28,7 +28,10 @@ __thread Local t_local __attribute__((tls_model("initial-exec")));
 // include/wfmm/fast.h reads these fields from callers' code: its view must match.
 static_assert(offsetof(Local, rec) == offsetof(wfmm_thread_view_v1, rec));
 static_assert(offsetof(Local, in_region) == offsetof(wfmm_thread_view_v1, in_region));
+static_assert(offsetof(Local, head) == offsetof(wfmm_thread_view_v1, head));
 static_assert(offsetof(Local, depth) == offsetof(wfmm_thread_view_v1, depth));
+static_assert(offsetof(Local, active) == offsetof(wfmm_thread_view_v1, active));
+static_assert(offsetof(Local, freeq) == offsetof(wfmm_thread_view_v1, freeq));
 static_assert(offsetof(Local, era) == offsetof(wfmm_thread_view_v1, era));
 static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t));
 static_assert(sizeof(g_era) == sizeof(uint64_t));

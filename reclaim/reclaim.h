@@ -27,13 +27,13 @@ struct Local {
   std::atomic<uintptr_t>* head[kUserSlots];  // &rec->slots[i].head
   uint32_t depth;                // region nesting
   uint32_t active;               // bit i: slot i's head is not kInactive
+  Batch* freeq;                  // batches whose count reached zero, to free
   uint64_t era[kSlots];          // fast-path cache: the era reserved, 0 = none (g_era >= 1)
   uint64_t pub[kSlots];          // the era word as published in the slot's pair
   uint64_t tag[kSlots];          // the slot's tag (even; odd only inside a slow protect)
   Batch* batch;                  // partial batch being filled (young blocks)
   Batch* old_batch;              // partial batch of blocks born <= oldest_seen
   uint64_t oldest_seen;          // the oldest reservation our last publish saw
-  Batch* freeq;                  // batches whose count reached zero, to free
   uint32_t draining;             // inside run_frees: deleters may re-enter
   uint32_t in_alloc;             // helping from malloc: no deleters may run here
   uint32_t read_depth;           // wfmm_read_lock nesting
@@ -54,7 +54,8 @@ extern __thread Local t_local __asm__("wfmm_thread_v1")
 // Out of line (reclaim.cpp).
 void enter_slow();
 void leave_slow();
-void leave_lists();
+// (Exported for include/wfmm/fast.h's inline leave.)
+void leave_lists() __asm__("wfmm_leave_lists_v1") __attribute__((visibility("default")));
 void* protect_slow_entry(void* const volatile* src, unsigned index);
 void retire(void* p, void (*fn)(void*, void*), void* ctx, bool dispose);
 void flush();

@@ -25,11 +25,14 @@ extern "C" {
 struct wfmm_thread_view_v1 {
   void* rec;                             /* this thread's record, NULL before its first use */
   uint32_t* in_region;                   /* the record's in-region flag */
-  uintptr_t* head[WFMM_PROTECT_SLOTS];   /* (the library's) */
+  uintptr_t* head[WFMM_PROTECT_SLOTS];   /* per index: its reservation's list head */
   uint32_t depth;                        /* region nesting */
-  uint32_t active;                       /* (the library's) */
+  uint32_t active;                       /* bit i: index i holds a reservation */
+  void* freeq;                           /* batches this thread must free, or NULL */
   uint64_t era[WFMM_PROTECT_SLOTS];      /* era reserved per index, 0 = none */
 };
+/* The outermost leave's work beyond the common case (drop collected lists, free batches). */
+void wfmm_leave_lists_v1(void) WFMM_NOEXCEPT;
 
 #if defined(WFMM_NO_FAST) && !defined(WFMM_FAST_NO_DECLS)
 /* Opted out (e.g. libwfmm is dlopen'ed late): the same names, plain calls. */
@@ -54,14 +57,27 @@ static inline __attribute__((always_inline)) void wfmm_enter_fast(void) {
   wfmm_enter();
 }
 
-/* As wfmm_leave: a nested leave is a decrement; the outermost one calls wfmm_leave. */
+/* As wfmm_leave: a nested leave is a decrement; the outermost one clears the in-region flag
+ * (release) and calls into the library only if a retirer left a list on one of this
+ * thread's reservations (a head other than 1, "reserved, empty") or batches wait to be
+ * freed. A leave without an enter goes to wfmm_leave, which reports it. */
 static inline __attribute__((always_inline)) void wfmm_leave_fast(void) {
   struct wfmm_thread_view_v1* t = &wfmm_thread_v1;
   if (__builtin_expect(t->depth > 1, 1)) {
     --t->depth;
     return;
   }
-  wfmm_leave();
+  if (__builtin_expect(t->depth == 0, 0)) {
+    wfmm_leave();
+    return;
+  }
+  t->depth = 0;
+  __atomic_store_n(t->in_region, 0u, __ATOMIC_RELEASE);
+  int work = t->freeq != 0;
+  /* Bound: WFMM_PROTECT_SLOTS. */
+  for (uint32_t m = t->active & ((1u << WFMM_PROTECT_SLOTS) - 1); m != 0 && !work; m &= m - 1)
+    work = __atomic_load_n(t->head[__builtin_ctz(m)], __ATOMIC_RELAXED) != 1;
+  if (__builtin_expect(work, 0)) wfmm_leave_lists_v1();
 }
 
 /* As wfmm_protect: while the era this index reserves is still the global era, the pointer
