@@ -469,8 +469,20 @@ result run_ds(const config& cfg) {
   for (int t = 0; t < cfg.threads; ++t) res.ops += ops[t].v.load(std::memory_order_relaxed);
 
   // Measure while every worker is stopped but alive and the stalled reader still holds on.
-  sum_counts(res.made, res.gone, res.chain);
-  res.pending = sum_unreclaimed(&res.retired, &res.reclaimed);
+  // A scheme with its own reclaiming thread (liburcu's call_rcu worker) may still be running
+  // deleters: take the counters only once two readings 1 ms apart agree (at most 200 tries),
+  // so the accounting check compares one moment with itself.
+  for (int tries = 0; tries < 200; ++tries) {
+    std::int64_t m0, g0, c0, ret0, rec0;
+    sum_counts(m0, g0, c0);
+    std::int64_t p0 = sum_unreclaimed(&ret0, &rec0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    sum_counts(res.made, res.gone, res.chain);
+    res.pending = sum_unreclaimed(&res.retired, &res.reclaimed);
+    if (m0 == res.made && g0 == res.gone && c0 == res.chain && p0 == res.pending &&
+        ret0 == res.retired)
+      break;
+  }
   wfmm_stats st_now;
   wfmm_stats_get(&st_now);
   res.wfmm_retired_pending = st_now.retired_pending;
