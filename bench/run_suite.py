@@ -20,7 +20,8 @@ usage: bench/run_suite.py [--quick | --full] [--rounds N] [--only NAMES] [--out 
   --only NAMES   comma-separated: a row (larson-t2), a workload (larson: all its rows), a
                  real program (sqlite3), or a group: alloc, programs, reclaim (the
                  reclamation part), or a family key (transfer, sharing, local, large)
-  --out FILE     the report (default bench/results/report.md); the PNG plots go beside it
+  --out FILE     the report (default bench/results/report.md, --full: bench/results/full/report.md);
+                 the PNG plots and reclaim.md go beside it
   --timeout S    per-run limit in seconds; a run over it is killed and FAILED
                  (default 300 with --quick, 1200 with --full)
   --list         print the workloads with their command lines and exit
@@ -758,7 +759,9 @@ def main():
     g.add_argument("--full", action="store_true")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", default="")
-    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "report.md"))
+    # Default: bench/results/report.md for --quick, bench/results/full/report.md for --full
+    # (reclaim.md and the plots go beside it), so one run never overwrites the other.
+    ap.add_argument("--out", default=None)
     ap.add_argument("--timeout", type=float, default=None)
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--deferred", choices=["all", "programs", "none"], default=None)
@@ -768,6 +771,8 @@ def main():
         sys.exit("run_suite: --rounds must be at least 1")
     full = args.full
     mode = "full" if full else "quick"
+    if args.out is None:
+        args.out = os.path.join(ROOT, "bench", "results", *(("full",) if full else ()), "report.md")
     timeout = args.timeout or (1200.0 if full else 300.0)
     deferred_scope = args.deferred or DEFERRED_DEFAULT[mode]
     workloads, prog_scale = all_workloads(full)

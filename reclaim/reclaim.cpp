@@ -616,7 +616,10 @@ Record* own_record(bool implicit) {
   // (E7) A thread that frees alone (deferred_free's shortcut) reads g_in_use with no fence
   // after its unlinking stores; this process-wide barrier stands in for that fence: either
   // its unlinks are visible to our later loads, or its later load of g_in_use sees us.
-  if (g_alone_ok.load(std::memory_order_seq_cst)) os::membarrier();
+  // If the kernel refuses now, nobody may free alone from here on (best effort: a thread
+  // that read g_alone_ok just before still frees alone once).
+  if (g_alone_ok.load(std::memory_order_seq_cst) && !os::membarrier())
+    g_alone_ok.store(false, std::memory_order_seq_cst);
   uint64_t seen = g_prog.threads.load(std::memory_order_relaxed);
   // Bound: each failure means the maximum grew; it grows at most to n.
   while (seen < n && !g_prog.threads.compare_exchange_weak(seen, n, std::memory_order_relaxed)) {
@@ -898,6 +901,10 @@ void fork_child() {
   meta::fork_release();
   g_orphans.end();
   g_free_records.end();
+  // The child is a new address space: make sure it is registered for membarrier (E7; Linux
+  // 6.x keeps the parent's registration, registering again is harmless).
+  if (g_alone_ok.load(std::memory_order_relaxed) && !os::membarrier_register())
+    g_alone_ok.store(false, std::memory_order_relaxed);
   Local& t = t_local;
   uint32_t saved = t.in_alloc;
   t.in_alloc = 1;  // no deleters inside fork(): batches brought to zero become orphans
