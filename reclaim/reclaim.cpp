@@ -155,6 +155,8 @@ HandoffStack<Batch> g_orphans;         // freed inside malloc (helping): freed l
 // publish.)
 alignas(64) std::atomic<uint32_t> g_gen{0};
 alignas(64) std::atomic<int64_t> g_live[2];
+// The library's one lock: only wfmm_barrier takes it (blocking by contract, never on a
+// malloc/free/retire/protect/enter/leave path), to serialise concurrent barriers.
 pthread_mutex_t g_barrier_lock = PTHREAD_MUTEX_INITIALIZER;
 
 alignas(64) std::atomic<int> g_init{0};
@@ -455,7 +457,6 @@ void publish(Batch* b) {
     refs_add(b, k + 1 - kBias);
     b->mnext = t.mine;
     t.mine = b;
-    ++t.mine_count;
     return;
   }
   refs_add(b, k - kBias);
@@ -475,7 +476,6 @@ void reap_held(Local& t, unsigned budget) {
     }
     if (b->refs.load(std::memory_order_relaxed) == 1) {
       *t.mine_cur = b->mnext;
-      --t.mine_count;
       unref(b, 1);  // (R4): acq_rel; a parent hand-off racing in makes another thread last
     } else {
       t.mine_cur = &b->mnext;
@@ -491,7 +491,6 @@ void release_held(Local& t) {
     unref(b, 1);
   }
   t.mine_cur = nullptr;
-  t.mine_count = 0;
 }
 
 // ---------------------------------------------------------------- records
@@ -931,6 +930,8 @@ void fork_child() {
   g_slow_count.store(0, std::memory_order_relaxed);
   g_live[0].store(0, std::memory_order_relaxed);
   g_live[1].store(0, std::memory_order_relaxed);
+  // The barrier's lock (wfmm_barrier only, never a wait-free path) may have been held by a
+  // thread that does not exist in the child: start it afresh.
   pthread_mutex_init(&g_barrier_lock, nullptr);
 }
 
@@ -1212,6 +1213,8 @@ void barrier() {
     struct timespec ts = {0, 100 * 1000};
     nanosleep(&ts, nullptr);
   }
+  // (The barrier's lock, see above: released once our generation drained; off every
+  // malloc/free/retire/protect/enter/leave path.)
   pthread_mutex_unlock(&g_barrier_lock);
 }
 

@@ -43,7 +43,6 @@ struct Local {
   uint64_t held_bytes;
   Batch* mine;                   // deferred free: published batches this thread holds a
   Batch** mine_cur;              //   reference on (reap_held's cursor into that list)
-  uint64_t mine_count;
   uint64_t reap_tick;            // deferred frees, for reap_held's pacing
 };
 // Exported as wfmm_thread_v1: include/wfmm/fast.h inlines the fast paths of enter, leave and
