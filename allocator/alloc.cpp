@@ -35,13 +35,13 @@ void* alloc_aligned(size_t n, size_t align) {
       }
     }
   }
-  if (t_heap == &g_empty_heap) process_init();
+  heap_thread_start();
   return large_alloc(m, align);
 }
 
 void* alloc_zeroed(size_t n) {
   if (n > kMediumMax) {
-    if (t_heap == &g_empty_heap) process_init();
+    heap_thread_start();
     void* p = large_alloc(n, 0);
     if (p == nullptr) return nullptr;
     Segment* s = segment_containing(reinterpret_cast<uintptr_t>(p));
@@ -80,6 +80,10 @@ void* reallocate(void* p, size_t n, const char* who) {
   uint16_t e = segment_map_entry(a);
   if (e == 0) {
     report_error(who, "invalid pointer (not allocated by wfmm)", p);
+    return nullptr;
+  }
+  if (WFMM_UNLIKELY(block_retired(p))) {
+    report_error(who, kFreeOfRetired, p);
     return nullptr;
   }
   Segment* s = segment_containing(a);

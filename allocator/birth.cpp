@@ -122,6 +122,13 @@ const char* block_for_retire(void* p, std::atomic<uint64_t>** side_out, size_t* 
   return nullptr;
 }
 
+bool block_retired(const void* p) {
+  if (WFMM_LIKELY(!g_track.load(std::memory_order_relaxed))) return false;
+  void* start;
+  std::atomic<uint64_t>* w = side_word_containing(p, &start);
+  return w != nullptr && start == p && (w->load(std::memory_order_relaxed) & kRetiredBit) != 0;
+}
+
 std::atomic<uint64_t>* side_word_containing(const void* p, void** start) {
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
   if (segment_map_entry(a) == 0) return nullptr;

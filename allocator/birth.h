@@ -67,6 +67,23 @@ WFMM_INLINE void birth_note(Heap* h, Page* pg, void* b) {
 // Starts recording (idempotent).
 void birth_tracking_on();
 
+// True if the block starting at address a of pg is retired and not reclaimed yet: freeing or
+// reallocating it now would hand it out again while readers may still hold it. Every retire
+// switches g_track on first, so a process that never retired pays one predictable branch.
+WFMM_INLINE bool page_block_retired(const Page* pg, uintptr_t a) {
+  if (WFMM_LIKELY(!g_track.load(std::memory_order_relaxed))) return false;
+  std::atomic<uint64_t>* side = pg->xside_.load(std::memory_order_acquire);
+  // relaxed: the retire and this free are ordered by the program (a free racing with a retire
+  // of the same block is the program's double free; retire's own CAS catches retire/retire).
+  return side != nullptr &&
+         (side[((a - pg->start_) * pg->magic_) >> 40].load(std::memory_order_relaxed) &
+          kRetiredBit) != 0;
+}
+// The same for any block wfmm handed out (small to huge); false for other addresses.
+bool block_retired(const void* p);
+inline constexpr const char* kFreeOfRetired =
+    "free of a retired block (wfmm_retire'd, not reclaimed yet; readers may hold it):";
+
 // For retire: p must be the start of a live block. On success returns null and sets *side
 // to its side word (attached on demand) and *size to its usable size; otherwise returns the
 // reason to report ("invalid pointer (not allocated by wfmm)", ...).

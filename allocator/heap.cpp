@@ -478,6 +478,12 @@ Heap* thread_init() {
   h->key_set_ = false;
   t_heap = h;
   try_set_key(h);
+  // A recycled heap carries its last thread's implicit-region era: this thread has none yet.
+  h->hook_era_ = 0;
+  // Deferred free: the thread's first allocator call, whatever it is, opens its implicit
+  // region (claims its reclamation record), so a thread that only ever mallocs is known to
+  // every freer and holds what it reads from here on.
+  if (auto hook = g_alloc_hook.load(std::memory_order_acquire)) h->hook_era_ = hook();
   return h;
 }
 
@@ -571,6 +577,10 @@ void fork_child_reset() {
   if (auto hook = g_fork_child_hook.load(std::memory_order_acquire)) hook();
 }
 
+void heap_thread_start() {
+  if (t_heap == &g_empty_heap) thread_init();
+}
+
 Heap* heap_registry_first() { return g_all_heaps.load(std::memory_order_acquire); }
 
 void* malloc_slow(size_t n) {
@@ -636,6 +646,7 @@ void free_local_checked(Heap* h, Page* pg, Block* b, const char* who) {
     return;
   }
   if (page_holds_free(pg, b)) return report_error(who, "double free of", b);
+  if (page_block_retired(pg, a)) return report_error(who, kFreeOfRetired, b);
   b->next.store(pg->encode(pg->local_free_), std::memory_order_relaxed);
   pg->local_free_ = b;
   stat_add(h->stats_.free_class[pg->class_], 1);
@@ -678,6 +689,7 @@ void free_not_local(void* p, const char* who) {
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
   uint16_t e = segment_map_entry(a);
   if (e == 0) return report_error(who, "invalid pointer (not allocated by wfmm)", p);
+  if (WFMM_UNLIKELY(block_retired(p))) return report_error(who, kFreeOfRetired, p);
   Segment* s = segment_containing(a);
   if (s->kind_ == SegmentKind::kLarge || s->kind_ == SegmentKind::kHuge)
     return large_free(s, p, who);

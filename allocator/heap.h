@@ -25,6 +25,9 @@ size_t usable_size(const void* p, const char* who);    // 0 for null or foreign
 // Block containing an address (interior pointers included): start and usable size, or
 // false if the address is in no live block wfmm knows. For reclaim's slow path.
 bool block_lookup(const void* p, void** start, size_t* size);
+// Gives the calling thread its heap if it has none yet (its first allocator call); under
+// deferred free that also opens the thread's implicit region.
+void heap_thread_start();
 // Purges every empty page and cached segment it can reach now. True if memory was released.
 bool collect(bool force);
 // Process and thread lifecycle hooks (interpose calls them; heap.cpp implements).
@@ -94,7 +97,8 @@ WFMM_INLINE void heap_free(void* p, const char* who) {
     if (WFMM_LIKELY(pg->xheap_.load(std::memory_order_relaxed) == h)) {
       Block* b = static_cast<Block*>(p);
       if (WFMM_LIKELY(pg->is_block_start(a) &&
-                      !pg->link_looks_free(b->next.load(std::memory_order_relaxed)))) {
+                      !pg->link_looks_free(b->next.load(std::memory_order_relaxed)) &&
+                      !page_block_retired(pg, a))) {
         b->next.store(pg->encode(pg->local_free_), std::memory_order_relaxed);
         pg->local_free_ = b;
         stat_inc(h->stats_.free_class[pg->class_]);

@@ -37,6 +37,12 @@ void* api::deferred_realloc(void* p, size_t n) {
     return nullptr;
   }
   if (n > kMaxAllocSize) return fail_nomem();
+  // Freed already (retired, waiting for its readers): handing it back, in place or not,
+  // would be a use after free the program cannot see.
+  if (block_retired(p)) {
+    report_error("realloc", "use of a freed block", p);
+    return nullptr;
+  }
   if (reclaim::deferred_alone()) return realloc_(p, n);  // nobody else could read p
   size_t old = usable_size(p, "realloc");
   if (old == 0) return nullptr;  // reported (continue mode)

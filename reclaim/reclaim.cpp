@@ -88,7 +88,9 @@ struct Batch {
   uint32_t count;
   uint32_t cap;
   uint32_t cells_used;
-  uint16_t gen;
+  uint32_t freed;         // items freed so far (frees are spread over calls: kFreeBudget)
+  uint16_t gen;           // barrier parity it is counted under; kGenNone until counted
+  uint8_t counted;        // publish finished its barrier accounting (fork_child reads it)
   uint8_t user_fn;        // some item has a deleter (user code)
   uint8_t skip_implicit;  // not inserted in implicit (deferred free) reservations
   uint8_t explicit_items;  // some item came from wfmm_retire (not a deferred free)
@@ -124,6 +126,10 @@ struct Record {
   Slot slots[kSlots];
   alignas(64) std::atomic<void*> help_parent;  // parent this thread dereferences as helper
   std::atomic<uint32_t> in_use;
+  // The batch the owner is publishing (null otherwise) and the owner's thread state: a fork
+  // child settles the barrier accounting of threads that died in the middle (fork_child).
+  std::atomic<Batch*> publishing;
+  Local* owner;
   // 1 while the owner is inside a region: retirers skip the user reservations of a record
   // whose owner is outside (E6), so they can stay published between regions.
   alignas(64) std::atomic<uint32_t> in_region;
@@ -150,11 +156,21 @@ std::atomic<bool> g_alone_ok{false};
 alignas(64) std::atomic<int64_t> g_slow_count{0};  // open slow-path requests
 HandoffStack<Batch> g_orphans;         // freed inside malloc (helping): freed later
 
-// wfmm_barrier: batches published per generation parity, still unfreed.
-// (Own lines: written at every publish and batch free; the registry above is read by every
+// wfmm_barrier's accounting in one word, so that a publisher learns the current parity and is
+// counted under it in one atomic step (E8): bit 63 is the parity new batches count under;
+// bits 0..30 count the unfreed batches published under parity 0, bits 32..62 under parity 1.
+// (Own line: written at every publish and batch free; the registry above is read by every
 // publish.)
-alignas(64) std::atomic<uint32_t> g_gen{0};
-alignas(64) std::atomic<int64_t> g_live[2];
+alignas(64) std::atomic<uint64_t> g_live{0};
+constexpr uint64_t kParityBit = uint64_t(1) << 63;
+constexpr uint16_t kGenNone = 0xffff;
+constexpr uint64_t live_unit(unsigned parity) { return uint64_t(1) << (32 * parity); }
+constexpr uint64_t live_count(uint64_t w, unsigned parity) {
+  return (w >> (32 * parity)) & 0x7fffffff;
+}
+// Blocks freed per allocator or reclamation call at most (amortized free): the rest of the
+// queue waits for the thread's next calls, its exit or wfmm_barrier.
+constexpr uint32_t kFreeBudget = 64;
 // The library's one lock: only wfmm_barrier takes it (blocking by contract, never on a
 // malloc/free/retire/protect/enter/leave path), to serialise concurrent barriers.
 pthread_mutex_t g_barrier_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -284,14 +300,17 @@ bool insert(Slot& s, Cell* c) {
 
 Record* own_record(bool implicit = false);
 
-void free_batch(Batch* b) {
+// Frees up to `budget` more items of b; returns how many it freed. The batch itself is
+// released once its last item is freed (*done). Bound: budget items + its cell chunks.
+uint32_t free_some(Batch* b, uint32_t budget, bool* done) {
   Local& t = t_local;
   if (t.rec == nullptr) own_record();  // counts go to the freeing thread's record
   bool poison = option(Opt::kPoison) != 0;
   int64_t bytes = 0;
-  // Bound: the batch's items (at most the batch option's maximum, 4096).
-  for (uint32_t i = 0; i < b->count; ++i) {
-    Item& it = b->items[i];
+  uint32_t n = 0;
+  // Bound: budget (kFreeBudget) items.
+  for (; b->freed < b->count && n < budget; ++n) {
+    Item& it = b->items[b->freed++];
     size_t size = size_t(it.size_kind >> 1);
     bytes += int64_t(size);
     // The block is no longer retired: a later malloc of it records a new era.
@@ -305,9 +324,11 @@ void free_batch(Batch* b) {
     heap_free(it.p, "retire");
   }
   if (Record* r = t.rec) {
-    stat_add(r->reclaimed, b->count);
+    stat_add(r->reclaimed, n);
     stat_add(r->reclaimed_bytes, bytes);
   }
+  *done = b->freed == b->count;
+  if (!*done) return n;
   if (b->deferred_bytes != 0) {
     g_deferred_now.fetch_sub(int64_t(b->deferred_bytes), std::memory_order_relaxed);
     uint64_t eras = g_era.load(std::memory_order_relaxed) - b->published_era;
@@ -316,22 +337,26 @@ void free_batch(Batch* b) {
     while (m < eras && !g_deferral_max.compare_exchange_weak(m, eras, std::memory_order_relaxed)) {
     }
   }
-  g_live[b->gen & 1].fetch_sub(1, std::memory_order_release);
+  // (E8) release: the frees above happen-before a barrier that sees the count drop.
+  g_live.fetch_sub(live_unit(b->gen & 1), std::memory_order_release);
   // Bound: the batch's cell chunks (eligible reservations / kChunkCells).
   while (CellChunk* ch = b->chunks) {
     b->chunks = ch->next;
     meta::release(ch, sizeof(CellChunk));
   }
   meta::release(b, batch_bytes(b->cap));
+  return n;
 }
 
-// Frees the batches this thread brought to zero. Deleters are user code: they run only
-// outside regions (inside one, a deleter's protect would replace the caller's reservations),
-// so batches with deleters wait for the outermost leave; the others are freed at once.
-// Deleters may retire, protect or free: the queue is a loop, not a recursion.
-// Bound: the batches queued (plus those queued by the deleters it runs) + one drain of 16
-// orphans.
-void run_frees() {
+// Frees blocks of the batches this thread brought to zero, at most `budget` of them per call
+// (amortized free: a thread that drops a million old blocks at once frees them over its next
+// calls, not inside one malloc). Deleters are user code: they run only outside regions
+// (inside one, a deleter's protect would replace the caller's reservations), so batches with
+// deleters wait for the outermost leave; the others are freed at once. Deleters may retire,
+// protect or free: the queue is a loop, not a recursion.
+// Bound: budget blocks, plus one hand-over per batch with deleters met where none may run,
+// plus one drain of 16 orphans.
+void run_frees(uint32_t budget = kFreeBudget) {
   Local& t = t_local;
   if (t.freeq == nullptr && !g_orphans.has_work()) return;
   if (t.draining != 0) return;
@@ -340,14 +365,21 @@ void run_frees() {
   bool user_ok = t.depth == 0 && t.in_alloc == 0;
   for (;;) {
     if (Batch* b = t.freeq) {
-      t.freeq = b->qnext;
-      if (b->user_fn == 0 || user_ok) {
-        free_batch(b);
-      } else {
+      if (b->user_fn != 0 && !user_ok) {
         // Inside malloc (helping, an implicit region's end) or inside a region: no user
         // code here. Any thread's next reclamation call outside a region runs it (a thread
         // that stays in one region must not collect them: they would pile up).
+        t.freeq = b->qnext;
         g_orphans.push(b);
+        continue;
+      }
+      if (budget == 0) break;
+      t.freeq = b->qnext;  // (a deleter below may queue batches in front of it)
+      bool done;
+      budget -= free_some(b, budget, &done);
+      if (!done) {
+        b->qnext = t.freeq;
+        t.freeq = b;
       }
       continue;
     }
@@ -373,6 +405,16 @@ void run_frees() {
   t.draining = 0;
 }
 
+// Frees everything this thread has queued, and a share of the orphans (thread exit, barrier:
+// not wait-free paths). Bound: the blocks queued (each call frees kFreeBudget of them or
+// hands batches with deleters to the orphans).
+void drain_frees() {
+  Local& t = t_local;
+  do {
+    run_frees();
+  } while (t.freeq != nullptr && t.draining == 0);
+}
+
 Batch* new_batch() {
   uint32_t cap = uint32_t(option(Opt::kBatch));
   auto* b = static_cast<Batch*>(meta::alloc(batch_bytes(cap)));
@@ -383,6 +425,9 @@ Batch* new_batch() {
   b->count = 0;
   b->cap = cap;
   b->cells_used = 0;
+  b->freed = 0;
+  b->gen = kGenNone;
+  b->counted = 0;
   b->user_fn = 0;
   b->skip_implicit = 0;
   b->explicit_items = 0;
@@ -397,8 +442,20 @@ Batch* new_batch() {
 // the batch's oldest birth gets a cell. Wait-free: one exchange (and at most one CAS) per
 // reservation. Bound: records x kSlots reservations inspected.
 void publish(Batch* b) {
-  uint32_t gen = g_gen.load(std::memory_order_acquire);
-  b->gen = uint16_t(gen);
+  Local& t = t_local;
+  // A fork child learns from this which batch a thread that died in here was publishing.
+  if (t.rec != nullptr) t.rec->publishing.store(b, std::memory_order_relaxed);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  // (E8) Counted under both parities in one step: the returned word says which parity is
+  // current at that instant (a barrier's flip is ordered before or after it), then the other
+  // count is taken back. A barrier waiting on the other parity meanwhile waits a moment
+  // longer; none can miss this batch.
+  uint64_t w = g_live.fetch_add(live_unit(0) | live_unit(1), std::memory_order_seq_cst);
+  unsigned parity = unsigned(w >> 63);
+  b->gen = uint16_t(parity);
+  g_live.fetch_sub(live_unit(parity ^ 1), std::memory_order_relaxed);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  b->counted = 1;
   b->published_era = g_era.load(std::memory_order_relaxed);
   if (b->deferred_bytes != 0) {
     int64_t now = g_deferred_now.fetch_add(int64_t(b->deferred_bytes), std::memory_order_relaxed) +
@@ -409,7 +466,6 @@ void publish(Batch* b) {
            !g_deferred_peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
     }
   }
-  g_live[gen & 1].fetch_add(1, std::memory_order_relaxed);
   // (E4) seq_cst: the blocks were unlinked before they were retired; this fence orders
   // those unlinks before the reads of the reservations below (pairs with E1 at readers).
   std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -417,7 +473,6 @@ void publish(Batch* b) {
   bool oom = false;
   // A batch of deferred frees only: the retirer's own implicit region ended at each of those
   // frees (they were allocator calls), so its own implicit reservation cannot hold them.
-  Local& t = t_local;
   Record* self = b->explicit_items == 0 && b->deferred_bytes != 0 ? t.rec : nullptr;
   for_each_record([&](Record* r) {
     // (E6) seq_cst: pairs with the owner's seq_cst store at enter.
@@ -447,9 +502,7 @@ void publish(Batch* b) {
   if (oom) {
     report_error("retire", "out of memory for reclamation metadata: batch kept forever at",
                  b);
-    return;
-  }
-  if (k != 0 && b->deferred_bytes != 0 && t.exited == 0 && t.rec != nullptr) {
+  } else if (k != 0 && b->deferred_bytes != 0 && t.exited == 0 && t.rec != nullptr) {
     // Deferred free: the retirer keeps one reference and frees the batch itself once it is
     // the last holder (reap_held), so its own blocks go back to its own heap as local frees,
     // as they would with immediate free. Left alone, the last thread to pass through the
@@ -457,9 +510,11 @@ void publish(Batch* b) {
     refs_add(b, k + 1 - kBias);
     b->mnext = t.mine;
     t.mine = b;
-    return;
+  } else {
+    refs_add(b, k - kBias);
   }
-  refs_add(b, k - kBias);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (t.rec != nullptr) t.rec->publishing.store(nullptr, std::memory_order_relaxed);
 }
 
 // Frees the held batches whose other references are all gone. Checks at most `budget`
@@ -600,6 +655,7 @@ Record* own_record(bool implicit) {
   if (r == nullptr) return nullptr;
   r->in_use.store(1, std::memory_order_relaxed);
   t.rec = r;
+  r->owner = &t;
   t.in_region = &r->in_region;
   for (unsigned j = 0; j < kUserSlots; ++j) t.head[j] = &r->slots[j].head;
   for (unsigned j = 0; j < kSlots; ++j) {
@@ -873,12 +929,45 @@ void thread_exit(void* arg) {
   publish_partial(t);
   publish_held(t);
   release_held(t);
-  run_frees();
+  drain_frees();
   t.rec = nullptr;
   r->in_use.store(0, std::memory_order_relaxed);
   g_in_use.fetch_sub(1, std::memory_order_release);
   g_free_records.push(r);  // (H1 of handoff.h): its cleared state precedes the next owner
   meta::thread_flush();
+}
+
+// Fork child, for the record of a thread that does not exist in the child: what it was
+// freeing is freed by this thread, the deferred-free batches it held a reference on are
+// released, and a batch it was in the middle of publishing (never to be freed: its count
+// keeps the bias) is taken out of the barrier's count. Its partial batches are lost: those
+// blocks stay allocated. (The child's copy of the dead thread's state is read as fork left
+// it; fork takes no snapshot of other threads at a consistent point, so this is best effort
+// for batches in flight: at worst a batch stays counted and a barrier in the child waits.)
+void settle_dead(Record* r) {
+  Local& t = t_local;
+  if (Local* d = r->owner) {
+    // Bound: the batches queued or held by the dead thread.
+    while (Batch* b = d->freeq) {
+      d->freeq = b->qnext;
+      queue_free(b);
+    }
+    while (Batch* b = d->mine) {
+      d->mine = b->mnext;
+      unref(b, 1);
+    }
+    d->mine_cur = nullptr;
+  }
+  if (Batch* b = r->publishing.load(std::memory_order_relaxed)) {
+    r->publishing.store(nullptr, std::memory_order_relaxed);
+    if (b->gen != kGenNone) {
+      if (b->counted == 0) g_live.fetch_sub(live_unit((b->gen & 1) ^ 1), std::memory_order_relaxed);
+      // Still biased: its publisher never finished counting references, nobody frees it.
+      if (b->refs.load(std::memory_order_relaxed) >= kBias / 2)
+        g_live.fetch_sub(live_unit(b->gen & 1), std::memory_order_relaxed);
+    }
+  }
+  (void)t;
 }
 
 void fork_prepare() {
@@ -918,6 +1007,7 @@ void fork_child() {
       Pair e = dload(&s.era);
       if (e.hi & 1) dcas(&s.era, &e, Pair{e.lo, e.hi + 1});
     }
+    settle_dead(r);
     r->help_parent.store(nullptr, std::memory_order_relaxed);
     r->in_region.store(0, std::memory_order_relaxed);
     r->in_use.store(0, std::memory_order_relaxed);
@@ -925,11 +1015,10 @@ void fork_child() {
     g_free_records.push(r);
   });
   t.in_alloc = saved;
-  // The forking thread is not inside protect: no request is open any more. Batches the
-  // dead threads were publishing or freeing are gone with them; the barrier starts afresh.
+  // The forking thread is not inside protect: no request is open any more. The barrier's
+  // counts stay: batches inherited from the parent are still freed in the child (by the
+  // lists dropped above, by this thread), and settle_dead took back those nobody will free.
   g_slow_count.store(0, std::memory_order_relaxed);
-  g_live[0].store(0, std::memory_order_relaxed);
-  g_live[1].store(0, std::memory_order_relaxed);
   // The barrier's lock (wfmm_barrier only, never a wait-free path) may have been held by a
   // thread that does not exist in the child: start it afresh.
   pthread_mutex_init(&g_barrier_lock, nullptr);
@@ -1058,6 +1147,7 @@ void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, bool dispose, con
     return report_error(who, why, p);
   }
   const char* twice = deferred ? "double free of" : "block already retired:";
+  birth_tracking_on();  // frees check for retired blocks only while tracking is on
   uint64_t birth = w->load(std::memory_order_relaxed);
   if (birth & kRetiredBit) return report_error(who, twice, p);
   // Old blocks go to a batch of their own: a batch is held by every reservation as old as
@@ -1074,11 +1164,13 @@ void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, bool dispose, con
     }
     *slot = b;
   }
-  // A store, no CAS: the block is the caller's (a second retire of it is a program error,
-  // seen by the check above unless two threads retire it at the very same moment; the
-  // second free of the block then reports a double free). release: a helpee that finds the
-  // batch through this word (parent hand-off) sees the batch initialised (a plain mov).
-  w->store(kRetiredBit | reinterpret_cast<uint64_t>(b), std::memory_order_release);
+  // A CAS from the birth just read: of two threads retiring (or, under deferred free,
+  // freeing) the block at the same moment exactly one wins; the other reports and adds
+  // nothing, so the block never lands in two batches. release: a helpee that finds the
+  // batch through this word (parent hand-off) sees the batch initialised.
+  if (!w->compare_exchange_strong(birth, kRetiredBit | reinterpret_cast<uint64_t>(b),
+                                  std::memory_order_release, std::memory_order_relaxed))
+    return report_error(who, twice, p);
   Item& it = b->items[b->count++];
   it.side = w;
   it.p = p;
@@ -1120,10 +1212,13 @@ uint64_t quiesce() {
   return t.era[kImplicitSlot];
 }
 
-void enable_deferred() {
+void enable_deferred(bool at_start) {
   if (g_alloc_hook.load(std::memory_order_acquire) == nullptr) {
-    // Before init: a process that only frees (deferred) on one thread records no eras.
-    if (g_init.load(std::memory_order_acquire) == 0 && os::membarrier_register())
+    // At start only (before main: every later thread's first allocator call claims a record,
+    // so "one record in use" means "one thread"): a process that only frees (deferred) on one
+    // thread records no eras. Switched on at run time, threads that made their first
+    // allocator call before are not counted: no alone mode then.
+    if (at_start && g_init.load(std::memory_order_acquire) == 0 && os::membarrier_register())
       g_alone_ok.store(true, std::memory_order_seq_cst);
     init();
     g_alloc_hook.store(&quiesce, std::memory_order_release);
@@ -1133,7 +1228,7 @@ void enable_deferred() {
 // WFMM_DEFERRED_FREE=1 from the start: record birth eras from the first malloc on.
 __attribute__((constructor)) void deferred_at_start() {
   process_init();
-  if (option(Opt::kDeferredFree) != 0) enable_deferred();
+  if (option(Opt::kDeferredFree) != 0) enable_deferred(true);
 }
 
 }  // namespace
@@ -1153,8 +1248,8 @@ bool alone(Local& t) {
   return g_in_use.load(std::memory_order_acquire) == 1 && t.rec != nullptr &&
          g_alone_ok.load(std::memory_order_relaxed) && t.batch == nullptr &&
          t.old_batch == nullptr && t.held == nullptr && t.mine == nullptr &&
-         g_live[0].load(std::memory_order_relaxed) == 0 &&
-         g_live[1].load(std::memory_order_relaxed) == 0 && option(Opt::kDeferMinBytes) == 0;
+         (g_live.load(std::memory_order_relaxed) & ~kParityBit) == 0 &&
+         option(Opt::kDeferMinBytes) == 0;
 }
 
 bool deferred_alone() {
@@ -1169,7 +1264,8 @@ void deferred_free(void* p, const char* who) {
   // After the thread's reclamation teardown (frees from glibc's own thread-exit cleanup):
   // freed at once; nobody would release a record claimed now.
   if (WFMM_UNLIKELY(t.exited != 0 && t.rec == nullptr)) return heap_free(p, who);
-  if (WFMM_UNLIKELY(g_alloc_hook.load(std::memory_order_relaxed) == nullptr)) enable_deferred();
+  if (WFMM_UNLIKELY(g_alloc_hook.load(std::memory_order_relaxed) == nullptr))
+    enable_deferred(false);
   quiesce();
   // Alone: no other thread has a record (so none has an implicit region that could have
   // loaded p) and no block anywhere is retired and unfreed (so p is not one: a double free
@@ -1191,25 +1287,35 @@ void flush() {
   run_frees();
 }
 
+// nanosleep is a cancellation point: a barrier cancelled while it holds the mutex would leave
+// it locked, a synchronize cancelled while its marker waits would leave the marker's deleter
+// writing into a dead frame. Both run with cancellation disabled (restored on return).
+struct NoCancel {
+  int old;
+  NoCancel() { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old); }
+  ~NoCancel() { pthread_setcancelstate(old, nullptr); }
+};
+
 void barrier() {
   Local& t = t_local;
   if (t.depth != 0) misuse("barrier", "wfmm_barrier inside a region would wait for itself");
+  NoCancel no_cancel;
   init();
   flush();
   // Our own reservations, kept between regions, and our implicit region (deferred free)
   // would hold what we wait for: end them.
   if (t.rec != nullptr) clear_all(t);
   release_held(t);  // (other threads' held batches wait for their next free or era tick)
-  run_frees();
+  drain_frees();
   // The one lock of the library: wfmm_barrier is blocking by contract (it waits for other
   // threads' regions), never on a malloc/free/retire/protect/enter/leave path; the mutex only
   // serialises concurrent barriers over the generation flip.
   pthread_mutex_lock(&g_barrier_lock);
-  uint32_t g = g_gen.load(std::memory_order_relaxed);
-  g_gen.store(g + 1, std::memory_order_seq_cst);
+  // (E8) The flip: every batch counted before it counts under the old parity.
+  unsigned g = unsigned(g_live.fetch_xor(kParityBit, std::memory_order_seq_cst) >> 63);
   // Blocking by contract: until the regions that hold those batches close.
-  while (g_live[g & 1].load(std::memory_order_acquire) > 0) {
-    run_frees();
+  while (live_count(g_live.load(std::memory_order_acquire), g) > 0) {
+    drain_frees();
     struct timespec ts = {0, 100 * 1000};
     nanosleep(&ts, nullptr);
   }
@@ -1244,6 +1350,7 @@ void read_unlock() {
 void synchronize() {
   Local& t = t_local;
   if (t.depth != 0) misuse("synchronize", "wfmm_synchronize inside a region would wait for itself");
+  NoCancel no_cancel;
   if (need_record("synchronize") == nullptr) return;
   void* marker = heap_malloc(16);  // (its malloc may end our implicit region: first)
   Batch* b = marker != nullptr ? new_batch() : nullptr;

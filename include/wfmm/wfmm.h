@@ -125,9 +125,9 @@ void wfmm_synchronize(void) WFMM_NOEXCEPT;
 struct wfmm_progress {
   uint64_t threads;           /* n: thread records ever in use at once (upper bound) */
   uint64_t protect_fast_max;  /* fast-path attempts in one protect; bound protect_attempts */
-  uint64_t protect_slow_max;  /* self attempts in one slow protect; bound n + 2 */
-  uint64_t help_max;          /* attempts by one helper on one request; bound n + 2 */
-  uint64_t tag_cas_max;       /* CASes to close one request; bound n + 2 */
+  uint64_t protect_slow_max;  /* self attempts in one slow protect; bound n + 1 */
+  uint64_t help_max;          /* attempts by one helper on one request; bound n + 1 */
+  uint64_t tag_cas_max;       /* CASes to close one request; bound n + 1 */
   uint64_t publish_max;       /* reservations one batch publish inspects; bound records*slots */
   uint64_t slots_per_record;  /* user + helper reservations per record */
 };

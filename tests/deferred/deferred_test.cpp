@@ -7,7 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -289,3 +291,103 @@ TEST(Deferred, MinBytesGivesSingleThreadAReuseDistance) {
 }
 
 }  // namespace
+
+namespace {
+
+size_t count_of(const std::string& s, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+// Two threads free the same block at the same moment, round after round: exactly one report
+// per pair (the side word is taken with a CAS), and afterwards no block is handed out twice.
+TEST(Deferred, RacingDoubleFreeIsReportedExactlyOncePerPair) {
+  const int rounds = 200;
+  constexpr int kPerRound = 64;  // blocks both threads free in the same order each round
+  void* blocks[kPerRound];
+  std::atomic<int> go{0}, done{0};
+  wfmm_option_set("on_error", 1);
+  testing::internal::CaptureStderr();
+  auto racer = [&] {
+    for (int r = 1; r <= rounds; ++r) {
+      // Spin briefly (the race needs both threads running), then let the other in: 3
+      // threads on 2 cores would otherwise wait out whole time slices.
+      for (int spin = 0; go.load(std::memory_order_acquire) != r; ++spin)
+        if (spin > 200) std::this_thread::yield();
+      for (void* p : blocks) free(p);
+      done.fetch_add(1, std::memory_order_acq_rel);
+    }
+  };
+  std::thread a(racer), b(racer);
+  for (int r = 1; r <= rounds; ++r) {
+    for (void*& p : blocks) p = alloc(48);
+    go.store(r, std::memory_order_release);
+    while (done.load(std::memory_order_acquire) != 2 * r) std::this_thread::yield();
+  }
+  a.join();
+  b.join();
+  std::string err = testing::internal::GetCapturedStderr();
+  wfmm_option_set("on_error", 0);
+  EXPECT_EQ(count_of(err, "double free of"), size_t(rounds) * kPerRound) << err.substr(0, 2000);
+  EXPECT_EQ(count_of(err, "wfmm:"), size_t(rounds) * kPerRound) << err.substr(0, 2000);
+  wfmm_barrier();
+  std::vector<void*> v;
+  for (size_t i = 0; i < 8000; ++i) {
+    void* p = alloc(48);
+    wfmm_test::fill(p, 48, i);
+    v.push_back(p);
+  }
+  std::vector<void*> sorted = v;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end())
+      << "a block was handed out twice";
+  for (size_t i = 0; i < v.size(); ++i) EXPECT_TRUE(wfmm_test::check(v[i], 48, i));
+  for (void* p : v) free(p);
+}
+
+// A thread that inherits an exited thread's heap (recycled at the same era) still opens its
+// implicit region at its first malloc: the block it reads is not reused under it.
+TEST(Deferred, ThreadOnARecycledHeapHoldsWhatItReads) {
+  constexpr size_t kSize = 64;
+  std::vector<void*> pool;
+  for (int i = 0; i < 256; ++i) pool.push_back(alloc(kSize));
+  void* x = alloc(kSize);
+  memset(x, 0x3c, kSize);
+  for (int round = 0; round < 20; ++round) {
+    // The heap's last owner: one allocator call, then exit (the era rarely moves meanwhile).
+    std::thread([] { free(alloc(kSize)); }).join();
+    std::atomic<int> phase{0};
+    std::atomic<long> bad{0};
+    std::thread reader([&] {
+      g_sink = alloc(24);  // its only allocator call: on the recycled heap
+      phase.store(1, std::memory_order_release);
+      long b = 0;
+      while (phase.load(std::memory_order_acquire) != 2) {
+        const volatile unsigned char* c = static_cast<const volatile unsigned char*>(x);
+        for (size_t i = 0; i < kSize; ++i) b += c[i] != 0x3c;
+      }
+      bad.store(b);
+    });
+    while (phase.load(std::memory_order_acquire) != 1) {
+    }
+    free(x);
+    for (void* p : pool) free(p);
+    pool.clear();
+    for (int i = 0; i < 4000; ++i) {
+      void* p = alloc(kSize);
+      memset(p, 0x5a, kSize);
+      pool.push_back(p);
+    }
+    phase.store(2, std::memory_order_release);
+    reader.join();
+    ASSERT_EQ(bad.load(), 0) << "round " << round << ": the block changed under its reader";
+    x = pool.back();
+    pool.pop_back();
+    memset(x, 0x3c, kSize);
+  }
+  free(x);
+  for (void* p : pool) free(p);
+}
