@@ -11,7 +11,9 @@
 #include "options.h"
 #include "wfmm/wfmm.h"
 
-#ifndef WFMM_NAME
+#if defined(WFMM_SHIM_PREFIXED)
+#define WFMM_NAME(n) wfmm_shim_##n  // the test library's copy (CMakeLists: wfmm_shimp_*)
+#elif !defined(WFMM_NAME)
 #define WFMM_NAME(n) n
 #endif
 
@@ -133,7 +135,9 @@ WFMM_EXPORT void WFMM_NAME(malloc_stats)() noexcept { wfmm_stats_print(stderr); 
 }  // extern "C"
 
 // glibc's internal names: some libraries and tools call them directly; without these
-// their blocks would come from glibc and reach our free.
+// their blocks would come from glibc and reach our free. (Not in the prefixed test build,
+// which must not take glibc's names.)
+#ifndef WFMM_SHIM_PREFIXED
 #define WFMM_ALIAS(name, target) \
   extern "C" WFMM_EXPORT __typeof__(target) name __attribute__((alias(#target), copy(target)));
 WFMM_ALIAS(__libc_malloc, malloc)
@@ -144,3 +148,4 @@ WFMM_ALIAS(__libc_memalign, memalign)
 WFMM_ALIAS(__libc_valloc, valloc)
 WFMM_ALIAS(__libc_pvalloc, pvalloc)
 WFMM_ALIAS(__posix_memalign, posix_memalign)
+#endif
