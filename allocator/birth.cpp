@@ -126,7 +126,7 @@ bool block_retired(const void* p) {
   if (WFMM_LIKELY(!g_track.load(std::memory_order_relaxed))) return false;
   void* start;
   std::atomic<uint64_t>* w = side_word_containing(p, &start);
-  return w != nullptr && start == p && (w->load(std::memory_order_relaxed) & kRetiredBit) != 0;
+  return w != nullptr && start == p && side_retired(w->load(std::memory_order_relaxed));
 }
 
 std::atomic<uint64_t>* side_word_containing(const void* p, void** start) {

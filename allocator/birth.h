@@ -34,8 +34,15 @@ extern std::atomic<void (*)(::wfmm_stats*)> g_stats_hook;
 
 // (The hooks are set once, with release, by reclaim's initialisation; read with acquire.)
 
-// Side word values: an era (< 2^63) or kRetiredBit | address of the block's batch.
+// Side word values: an era (< 2^63), kRetiredBit | address of the block's batch, or
+// kFreedMark once reclamation freed the block (until a malloc records a new birth over it:
+// once anything was retired, every malloc records one). A retire that checked the block
+// while it was live and reads its side word only after reclamation freed it then fails its
+// CAS instead of retiring a free block a second time (found by reclaim/model, -DSTRADDLE).
 inline constexpr uint64_t kRetiredBit = uint64_t(1) << 63;
+inline constexpr uint64_t kFreedMark = kRetiredBit;
+// True for a side word that links the block to its batch (retired, not reclaimed yet).
+inline constexpr bool side_retired(uint64_t v) { return (v & kRetiredBit) != 0 && v != kFreedMark; }
 
 // Out of line: records b's birth era in its page's side array (attaching one if needed)
 // and ticks the era every era_freq tracked allocations of this heap.
@@ -76,8 +83,7 @@ WFMM_INLINE bool page_block_retired(const Page* pg, uintptr_t a) {
   // relaxed: the retire and this free are ordered by the program (a free racing with a retire
   // of the same block is the program's double free; retire's own CAS catches retire/retire).
   return side != nullptr &&
-         (side[((a - pg->start_) * pg->magic_) >> 40].load(std::memory_order_relaxed) &
-          kRetiredBit) != 0;
+         side_retired(side[((a - pg->start_) * pg->magic_) >> 40].load(std::memory_order_relaxed));
 }
 // The same for any block wfmm handed out (small to huge); false for other addresses.
 bool block_retired(const void* p);

@@ -313,8 +313,8 @@ uint32_t free_some(Batch* b, uint32_t budget, bool* done) {
     Item& it = b->items[b->freed++];
     size_t size = size_t(it.size_kind >> 1);
     bytes += int64_t(size);
-    // The block is no longer retired: a later malloc of it records a new era.
-    it.side->store(0, std::memory_order_relaxed);
+    // The block is no longer retired: a later malloc of it records a new era over the mark.
+    it.side->store(kFreedMark, std::memory_order_relaxed);
     if (it.size_kind & 1) {
       it.fn(it.p, it.ctx);  // disposes of the block itself
       continue;
@@ -778,7 +778,7 @@ void release_parent(Record* me, void* parent) {
   void* start;
   std::atomic<uint64_t>* w = side_word_containing(parent, &start);
   uint64_t v = w != nullptr ? w->load(std::memory_order_acquire) : 0;
-  if (v & kRetiredBit) unref(reinterpret_cast<Batch*>(v & ~kRetiredBit), 1);
+  if (side_retired(v)) unref(reinterpret_cast<Batch*>(v & ~kRetiredBit), 1);
 }
 
 // Completes (or sees completed) the request of slot s with tag `tag` (bounded by complete()).
@@ -839,7 +839,7 @@ void handoff_parent(void* parent) {
   // seq_cst: a retire that published before a helper's reservation existed (its fence
   // precedes that reservation, which precedes our request's close) is visible here.
   uint64_t v = w->load(std::memory_order_seq_cst);
-  if (!(v & kRetiredBit)) return;  // a later retire will find the helpers' reservations
+  if (!side_retired(v)) return;  // a later retire will find the helpers' reservations
   auto* b = reinterpret_cast<Batch*>(v & ~kRetiredBit);
   // At most one reference per record scanned can be handed out: that many keep the count
   // above zero meanwhile.
@@ -1149,6 +1149,9 @@ void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, bool dispose, con
   const char* twice = deferred ? "double free of" : "block already retired:";
   birth_tracking_on();  // frees check for retired blocks only while tracking is on
   uint64_t birth = w->load(std::memory_order_relaxed);
+  // Reclaimed and freed since block_for_retire looked at it: a use of a freed block.
+  if (birth == kFreedMark)
+    return report_error(who, deferred ? "double free of" : "use of a freed block", p);
   if (birth & kRetiredBit) return report_error(who, twice, p);
   // Old blocks go to a batch of their own: a batch is held by every reservation as old as
   // its oldest block, so one old block among young ones would pin them all behind a stalled
