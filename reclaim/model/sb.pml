@@ -11,7 +11,7 @@ byte mem[NMEM];                     /* what every other thread reads */
 byte sba[NSB * SBD];                /* buffered (address, value), oldest first */
 byte sbv[NSB * SBD];
 byte sbn[NSB];
-hidden byte sbi;                    /* scratch, always reset inside the d_step using it */
+byte sbi;                           /* scratch, always 0 between steps (not hidden: BFS) */
 
 /* A plain store (C++ relaxed/release, x86 mov): into the buffer; a full buffer stalls the
  * thread until the flusher makes room, as the hardware does. */
