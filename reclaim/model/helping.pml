@@ -291,8 +291,22 @@ proctype helpee() {
   value = rval;
   handoff_parent(H);
   skip;
-  /* close: even tag again (bounded CAS loop: n + 1) */
-  d_step { stag[S1] = tg + 1 };
+  /* close: even tag again: load the pair, 16-byte CAS; a failure means a helper that saw
+   * the request open raised the era meanwhile (each at most once more). Bound: n + 1. */
+  d_step { ct = stag[S1]; ce = sera[S1] };
+  i = 0;
+  do
+  :: true ->
+     i++; assert(i <= NREC + 1);
+     d_step {
+       if
+       :: stag[S1] == ct && sera[S1] == ce -> stag[S1] = tg + 1; ok = 1
+       :: else -> ct = stag[S1]; ce = sera[S1]; ok = 0
+       fi
+     };
+     if :: ok -> break :: else fi
+  od;
+  i = 0; ok = 0; ct = 0; ce = 0;
   d_step { rval = 0; rtag = tg + 1 };
   g_slow_count--;
   /* protect returned value: H dereferences it (the program's use) */
