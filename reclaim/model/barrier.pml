@@ -4,6 +4,16 @@
 
 #define NB 2             /* batches, published in this order by one publisher */
 
+/* Coverage probes (scripts/verify --holes): -DPROBE=n turns probe n into an assertion that
+ * fails when its point is reached, so SPIN shows the path exists (the model is not vacuous). */
+#ifdef PROBE
+#define REACH(n) assert(PROBE != (n));
+#define REACHIF(n, c) assert(PROBE != (n) || !(c));
+#else
+#define REACH(n)
+#define REACHIF(n, c)
+#endif
+
 /* Fixed protocol: the 64-bit word as its three fields, each RMW one atomic step.
  * bit 63 = the current parity, bits 0-30 = live count of parity 0, bits 32-62 of parity 1. */
 bit  par;
@@ -63,7 +73,7 @@ proctype barrier() {
   d_step { old = gen & 1; gen++ };
   glive[old] == 0;
 #else
-  d_step { old = par; par = 1 - par };
+  d_step { old = par; par = 1 - par; REACHIF(31, wlive[old] != 0) };
   wlive[old] == 0;
 #endif
   d_step {

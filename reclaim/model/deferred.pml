@@ -23,6 +23,16 @@
 #define CELL 4           /* the one batch's cell in M's implicit slot */
 #define ETICKS 1
 
+/* Coverage probes (scripts/verify --holes): -DPROBE=n turns probe n into an assertion that
+ * fails when its point is reached, so SPIN shows the path exists (the model is not vacuous). */
+#ifdef PROBE
+#define REACH(n) assert(PROBE != (n));
+#define REACHIF(n, c) assert(PROBE != (n) || !(c));
+#else
+#define REACH(n)
+#define REACHIF(n, c)
+#endif
+
 byte g_era = 1;
 byte ticks;
 bit  g_track;            /* birth recording; the first record (alone) leaves it off */
@@ -54,7 +64,7 @@ inline unref(t, n) { d_step { refs = refs - n; if :: refs == 0 -> q[t] = 1 :: el
 /* drop_list of M's implicit slot (one batch: at most one cell) */
 inline drop_list(t, l) {
   if
-  :: l == CELL ->
+  :: l == CELL -> REACH(25)
      d_step { nx = next0; next0 = VISITED };
      unref(t, 1)
   :: else
@@ -116,7 +126,7 @@ proctype mallocker() {
   byte e, l, nx, p, mera;
   m_alloc_call();                         /* malloc #1 */
   ld(M, SRC, p);                          /* the program reads the shared pointer ... */
-  d_step { assert(p == 0 || freed[p] == 0); holdsM = p; p = 0 };
+  d_step { REACHIF(24, p == X) assert(p == 0 || freed[p] == 0); holdsM = p; p = 0 };
   holdsM = 0;                             /* ... and uses it until its next allocator call */
   m_alloc_call()                          /* malloc #2 ends the implicit region */
 }
@@ -152,7 +162,7 @@ inline publish() {
   :: else
   fi;
   if
-  :: k != 0 -> d_step { refs = refs + k + 1 - BIAS; mine = 1 }
+  :: k != 0 -> d_step { REACH(22) refs = refs + k + 1 - BIAS; mine = 1 }
   :: else -> d_step { refs = refs + k - BIAS; if :: refs == 0 -> q[F] = 1 :: else fi }
   fi;
   k = 0; e = 0; prev = 0
@@ -167,7 +177,7 @@ proctype freer() {
    * then the alone shortcut, else retire_impl (side CAS; BATCH = 1: publish at once) */
   alone(res);
   if
-  :: res -> do_free(X)                    /* heap_free at once */
+  :: res -> REACH(21) do_free(X)                    /* heap_free at once */
   :: else ->
      d_step { minb = side[X]; side[X] = RETIRED; refs = BIAS; fbatch = 1 };
      publish();
@@ -176,7 +186,7 @@ proctype freer() {
   /* F's next allocator calls: reap_held frees the held batch once F is its last holder */
   malloc_block(F, Y);
   if
-  :: mine && refs == 1 -> mine = 0; unref(F, 1); run_frees(F)
+  :: mine && refs == 1 -> REACH(23) mine = 0; unref(F, 1); run_frees(F)
   :: else
   fi
 }

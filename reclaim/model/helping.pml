@@ -13,6 +13,16 @@
 #define NREC 3           /* records in use: the bounds are n + 1 */
 #define ETICKS 2
 
+/* Coverage probes (scripts/verify --holes): -DPROBE=n turns probe n into an assertion that
+ * fails when its point is reached, so SPIN shows the path exists (the model is not vacuous). */
+#ifdef PROBE
+#define REACH(n) assert(PROBE != (n));
+#define REACHIF(n, c) assert(PROBE != (n) || !(c));
+#else
+#define REACH(n)
+#define REACHIF(n, c)
+#endif
+
 /* reservations: H's slot 0 (holds P), H's slot 1 (the request), T's helper slot */
 #define S0 0
 #define S1 1
@@ -134,6 +144,7 @@ inline publish(t, bb) {
 inline retire_impl(t, xx) {
   d_step {
     bb = nb; nb++;
+    REACHIF(17, (holdsH & (1 << xx)) != 0 && xx == C)
     assert(side[xx] < RETIRED);
     item[bb] = xx; minb[bb] = side[xx]; side[xx] = RETIRED + bb; refs[bb] = BIAS
   };
@@ -173,7 +184,7 @@ inline raise(tg, e, res) {
         d_step {
           if
           :: stag[S1] == ct && sera[S1] == ce -> sera[S1] = e; res = 2
-          :: else -> ct = stag[S1]; ce = sera[S1]; res = 0
+          :: else -> REACH(15) ct = stag[S1]; ce = sera[S1]; res = 0
           fi
         };
         if :: res == 2 -> res = 1; break :: else fi
@@ -201,9 +212,9 @@ inline complete(who, tg) {
      d_step { assert(freed[P] == 0); v = pnext };
      if
      :: g_era == e ->
-        d_step { if :: rval == PENDRES && rtag == tg -> rval = v :: else fi };
+        d_step { if :: rval == PENDRES && rtag == tg -> REACHIF(11, who == T && v == C) rval = v :: else fi };
         break
-     :: else
+     :: else -> REACHIF(14, who == H)
      fi
   od;
   i = 0; v = 0; ok = 0; e = 0
@@ -214,7 +225,7 @@ inline complete(who, tg) {
 inline release_parent(t) {
   d_step { if :: help_parent == P -> help_parent = 0; ok = 1 :: else -> ok = 0 fi };
   if
-  :: ok == 0 ->
+  :: ok == 0 -> REACH(13)
      assert(side[P] >= RETIRED);
      unref(t, side[P] - RETIRED, 1)
   :: else
@@ -271,7 +282,7 @@ inline handoff_parent(t) {
      d_step { refs[bb] = refs[bb] + NREC };
      k = 0;
 #ifndef NO_HANDOFF
-     d_step { if :: help_parent == P -> help_parent = 0; k++ :: else fi };
+     d_step { if :: help_parent == P -> REACH(12) help_parent = 0; k++ :: else fi };
 #endif
      d_step { refs[bb] = refs[bb] + k - NREC; queue_if_zero(t, bb) };
      k = 0; bb = 0
@@ -301,7 +312,7 @@ proctype helpee() {
      d_step {
        if
        :: stag[S1] == ct && sera[S1] == ce -> stag[S1] = tg + 1; ok = 1
-       :: else -> ct = stag[S1]; ce = sera[S1]; ok = 0
+       :: else -> REACH(16) ct = stag[S1]; ce = sera[S1]; ok = 0
        fi
      };
      if :: ok -> break :: else fi

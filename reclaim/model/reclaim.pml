@@ -9,6 +9,16 @@
 #define ETICKS 2         /* era ticks in the whole run */
 #define ATTEMPTS 4       /* WFMM_PROTECT_ATTEMPTS, scaled: > ETICKS + 1, so no slow path here */
 
+/* Coverage probes (scripts/verify --holes): -DPROBE=n turns probe n into an assertion that
+ * fails when its point is reached, so SPIN shows the path exists (the model is not vacuous). */
+#ifdef PROBE
+#define REACH(n) assert(PROBE != (n));
+#define REACHIF(n, c) assert(PROBE != (n) || !(c));
+#else
+#define REACH(n)
+#define REACHIF(n, c)
+#endif
+
 /* ---- threads (ids index the store buffers) ---- */
 #define R 0              /* reader: enter, protect, use, leave */
 #define W 1              /* writer: malloc, unlink, retire, publish (era ticks) */
@@ -69,7 +79,7 @@ inline drop_list(t, l) {
      unref(t, c, 1);
      steps++;
      assert(steps <= NBATCH);
-     if :: nx == PENDING -> break :: else -> l = nx fi
+     if :: nx == PENDING -> REACH(5) break :: else -> l = nx fi
   :: else -> break
   od;
   steps = 0
@@ -81,6 +91,7 @@ inline drop_list(t, l) {
 inline free_batch(t, bb) {
   d_step {
     x = item[bb];
+    REACHIF(8, t == R)
     assert(freed[x] == 0);
     assert(holds != x);
     side[x] = 0;
@@ -108,13 +119,13 @@ inline insert(t, cc) {
   fence(t);
   d_step { prev = head; head = CELL(cc) }
   if
-  :: prev == INACTIVE ->
+  :: prev == INACTIVE -> REACH(3)
      d_step { if :: head == CELL(cc) -> head = INACTIVE; ok = 1 :: else -> ok = 0 fi }
-     if :: ok == 0 -> k++ :: else fi
+     if :: ok == 0 -> REACH(4) k++ :: else fi
   :: else ->
-     if :: prev == ACTIVE_EMPTY -> nv = END :: else -> nv = prev fi;
+     if :: prev == ACTIVE_EMPTY -> nv = END :: else -> REACH(1) nv = prev fi;
      d_step { if :: next[cc] == PENDING -> next[cc] = nv; ok = 1 :: else -> ok = 0 fi }
-     if :: ok == 0 -> drop_list(t, nv) :: else fi;
+     if :: ok == 0 -> REACH(2) drop_list(t, nv) :: else fi;
      k++
   fi;
   prev = 0; nv = 0; ok = 0
@@ -169,7 +180,7 @@ inline retire_impl(t, xx, bb) {
         if
         :: ok == 0 -> reported = 1           /* lost the race: a double retire, not added */
         :: else ->
-           d_step { item[bb] = xx; minb[bb] = birth; refs[bb] = BIAS; ok = 0 };
+           d_step { REACHIF(9, holds == xx) item[bb] = xx; minb[bb] = birth; refs[bb] = BIAS; ok = 0 };
            publish(t, bb)
         fi
      fi;
@@ -197,7 +208,7 @@ inline protect() {
   ld(R, SRC, p);
   e = g_era;
   if
-  :: e == t_era -> skip
+  :: e == t_era -> REACH(7) skip
   :: else ->
      k = 1;
      do
@@ -213,7 +224,7 @@ inline protect() {
 #endif
         ld(R, SRC, p);
         e2 = g_era;
-        if :: e2 == e -> t_era = e; break :: else -> k++ fi
+        if :: e2 == e -> t_era = e; break :: else -> REACH(6) k++ fi
      od;
      k = 0
   fi;
