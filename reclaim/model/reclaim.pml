@@ -57,7 +57,8 @@ byte holds;              /* the block R dereferences now (0: none) */
 byte head = INACTIVE;    /* R's slot 0 head; only RMWs write it, so never buffered */
 byte next[NBATCH];       /* cell c's next */
 byte refs[NBATCH];
-byte item[NBATCH];       /* BATCH = 1: one block per batch */
+byte item[NBATCH * 2];   /* batch b's blocks: item[2b], item[2b + 1] */
+byte nitems[NBATCH];
 byte minb[NBATCH];       /* Batch::min_birth */
 byte q[NSB];             /* Local::freeq as a bit set of batches */
 bit  reported;           /* D's double retire was reported (fixed protocol) */
@@ -90,12 +91,17 @@ inline drop_list(t, l) {
  * freed twice. side word reset as in the code. */
 inline free_batch(t, bb) {
   d_step {
-    x = item[bb];
     REACHIF(8, t == R)
-    assert(freed[x] == 0);
-    assert(holds != x);
-    side[x] = 0;
-    freed[x] = 1;
+    x = 0;
+    do
+    :: x < nitems[bb] ->
+       assert(freed[item[2 * bb + x]] == 0);
+       assert(holds != item[2 * bb + x]);
+       side[item[2 * bb + x]] = 0;
+       freed[item[2 * bb + x]] = 1;
+       x++
+    :: else -> break
+    od;
     q[t] = q[t] & ~(1 << bb);
     x = 0
   }
@@ -152,9 +158,10 @@ inline publish(t, bb) {
 }
 
 /* retire_impl: block_for_retire (a freed block is reported), the side word check, then the
- * CAS from the birth read to RETIRED|batch (fix of hole 3); BATCH = 1, so the batch is full
- * and published at once. */
-inline retire_impl(t, xx, bb) {
+ * CAS from the birth read to RETIRED|batch (fix of hole 3); the item joins the batch and
+ * its birth the batch's minimum; a full batch is published (pub = 1: the batch is full
+ * after this item, or the thread flushes its partial batch next: wfmm_flush, exit). */
+inline retire_impl(t, xx, bb, pub) {
 #ifdef STRADDLE
   if
   :: freed[xx] -> reported = 1               /* "use of a freed block" */
@@ -180,8 +187,14 @@ inline retire_impl(t, xx, bb) {
         if
         :: ok == 0 -> reported = 1           /* lost the race: a double retire, not added */
         :: else ->
-           d_step { REACHIF(9, holds == xx) item[bb] = xx; minb[bb] = birth; refs[bb] = BIAS; ok = 0 };
-           publish(t, bb)
+           d_step {
+             REACHIF(9, holds == xx)
+             if :: nitems[bb] == 0 -> refs[bb] = BIAS; minb[bb] = birth
+                :: else -> if :: birth < minb[bb] -> minb[bb] = birth :: else fi
+             fi;
+             item[2 * bb + nitems[bb]] = xx; nitems[bb]++; ok = 0
+           };
+           if :: pub -> publish(t, bb) :: else fi
         fi
      fi;
      run_frees(t)
@@ -269,10 +282,18 @@ proctype writer() {
   byte e, k, l, c, nx, steps, x, prev, nv, ok, ir, birth;
   alloc(W, Y);
   st(W, SRC, Y);                          /* the program unlinks X (release store) */
-  retire_impl(W, X, 0);
+#ifdef BATCH2
+  retire_impl(W, X, 0, 0);                /* batches of 2: X waits in the partial batch */
+#else
+  retire_impl(W, X, 0, 1);                /* BATCH = 1: published at once */
+#endif
   alloc(W, Z);
   st(W, SRC, Z);                          /* unlinks Y */
-  retire_impl(W, Y, 1)
+#ifdef BATCH2
+  retire_impl(W, Y, 0, 1)                 /* the batch {X, Y} is full: published */
+#else
+  retire_impl(W, Y, 1, 1)
+#endif
 }
 
 /* A program error the code must survive: a second free/retire of X racing with W's, once
@@ -280,7 +301,7 @@ proctype writer() {
 proctype doubler() {
   byte e, k, l, c, nx, steps, x, prev, nv, ok, ir, birth;
   mem[SRC] != X;
-  retire_impl(D, X, 2)
+  retire_impl(D, X, 2, 1)               /* (then flushes its partial batch) */
 }
 
 init {
