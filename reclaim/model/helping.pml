@@ -32,6 +32,7 @@
 #define C 2              /* child, born in era 2, P->next */
 #define NBLK 3
 #define RETIRED 128
+#define FREED 255        /* kFreedMark */
 #define BIAS 64
 #define NB 2             /* one batch per retired block (BATCH = 1) */
 #define INACTIVE 0
@@ -91,7 +92,7 @@ inline free_batch(t, bb) {
     x = item[bb];
     assert(freed[x] == 0);
     assert((holdsH & (1 << x)) == 0);
-    side[x] = 0; freed[x] = 1;
+    side[x] = FREED; freed[x] = 1;
     q[t] = q[t] & ~(1 << bb);
     x = 0
   }
@@ -277,7 +278,7 @@ proctype ticker() {
  * helper still announcing P (H2: seq_cst load + CAS), then add handed - n. Bound: records. */
 inline handoff_parent(t) {
   if
-  :: side[P] >= RETIRED ->
+  :: side[P] >= RETIRED && side[P] != FREED ->   /* side_retired() */
      bb = side[P] - RETIRED;
      d_step { refs[bb] = refs[bb] + NREC };
      k = 0;

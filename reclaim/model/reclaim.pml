@@ -38,6 +38,7 @@
 #define Z 3              /* W's replacement for Y */
 #define NBLK 4
 #define RETIRED 128      /* kRetiredBit | batch: RETIRED + batch id */
+#define FREED 255        /* kFreedMark: reclaimed and freed, until the next malloc's birth */
 #define BIAS 64          /* kBias (2^63) scaled: counts here never reach it */
 #define NBATCH 3         /* W's batches 0 (X) and 1 (Y), D's batch 2 (X again) */
 /* Slot head values (kInactive, kActiveEmpty, else a cell); Cell::next values. Only R's slot
@@ -51,7 +52,7 @@
 
 byte g_era = 1;
 byte ticks;
-byte side[NBLK];         /* birth era, or RETIRED + batch; 0 again once freed */
+byte side[NBLK];         /* birth era, or RETIRED + batch; FREED once reclaimed */
 bit  freed[NBLK];
 byte holds;              /* the block R dereferences now (0: none) */
 byte head = INACTIVE;    /* R's slot 0 head; only RMWs write it, so never buffered */
@@ -97,7 +98,11 @@ inline free_batch(t, bb) {
     :: x < nitems[bb] ->
        assert(freed[item[2 * bb + x]] == 0);
        assert(holds != item[2 * bb + x]);
-       side[item[2 * bb + x]] = 0;
+#ifdef HOLE_F1
+       side[item[2 * bb + x]] = 0;           /* F1 put back: reset to "born in era 0" */
+#else
+       side[item[2 * bb + x]] = FREED;       /* kFreedMark */
+#endif
        freed[item[2 * bb + x]] = 1;
        x++
     :: else -> break
@@ -162,21 +167,15 @@ inline publish(t, bb) {
  * its birth the batch's minimum; a full batch is published (pub = 1: the batch is full
  * after this item, or the thread flushes its partial batch next: wfmm_flush, exit). */
 inline retire_impl(t, xx, bb, pub) {
-#ifdef STRADDLE
+  /* block_for_retire's freed check and the side word load are two steps, as in the code:
+   * a second retire can pass the check while the block is live and load the side word after
+   * the first retire's batch freed it (finding F1: it then reads FREED and reports) */
   if
   :: freed[xx] -> reported = 1               /* "use of a freed block" */
   :: else ->
      birth = side[xx];
-#else
-  /* block_for_retire's check and the side word load as one step: the second retire starts
-   * while the block is still allocated (see README.md, finding F1, for -DSTRADDLE) */
-  d_step { if :: freed[xx] -> ok = 2 :: else -> birth = side[xx] fi };
-  if
-  :: ok == 2 -> reported = 1                 /* "use of a freed block" */
-  :: else ->
-#endif
      if
-     :: birth >= RETIRED -> reported = 1     /* "double free of" / "already retired" */
+     :: birth >= RETIRED -> reported = 1     /* "already retired", or FREED: "use of a freed block" */
      :: else ->
 #ifdef HOLE3
         side[xx] = RETIRED + bb;             /* hole 3: a store, not a CAS */
