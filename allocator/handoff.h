@@ -120,8 +120,8 @@ class HandoffStack {
   std::atomic<T*> inbox_{nullptr};
   std::atomic<bool> busy_{false};
   std::atomic<bool> leftover_{false};
-  T* chains_ = nullptr;  // unfinished chains, consumer-owned
-  T* owned_ = nullptr;   // drained entries, consumer-owned
+  T* chains_ = nullptr;      // unfinished chains, consumer-owned
+  T* owned_ = nullptr;       // drained entries, consumer-owned
   T* owned_tail_ = nullptr;  // kFifo only: the last owned entry
   unsigned owned_count_ = 0;
 };

@@ -507,7 +507,7 @@ void publish_partial(Local& t);
 // reservations, lists and request precede the next owner's claiming CAS (acquire).
 void pool_record(Record* r) {
   r->pooled.store(1, std::memory_order_release);
-  g_npooled.fetch_add(1, std::memory_order_release);
+  g_npooled.fetch_add(1, std::memory_order_relaxed);  // a hint: the flag carries the edge
 }
 
 // One pass over the registry in index order, taking the first pooled record with a CAS.
@@ -542,7 +542,7 @@ Record* claim_pooled() {
 // (see reclaim/README.md, "Record registry"). Bound: claim_pooled's pass, then one fetch_add
 // and at most two chunk mappings.
 Record* new_record() {
-  if (g_npooled.load(std::memory_order_acquire) > 0) {
+  if (g_npooled.load(std::memory_order_relaxed) > 0) {
     if (Record* r = claim_pooled()) return r;
   }
   uint64_t idx = g_nrec.load(std::memory_order_relaxed);
@@ -938,7 +938,7 @@ void fork_child() {
   uint32_t saved = t.in_alloc;
   t.in_alloc = 1;  // no deleters inside fork(): batches brought to zero become orphans
   // Every record but ours that is not pooled belonged to a thread that is gone, including one
-  // caught between its claim and its first use: all go back to the pool.
+  // caught between its claim and its first use: all go back to the pool. Bound: g_nrec.
   for_each_record([&](Record* r) {
     if (r == t.rec || r->pooled.load(std::memory_order_relaxed) != 0) return;
     for (unsigned j = 0; j < kSlots; ++j) {
@@ -954,7 +954,7 @@ void fork_child() {
     r->in_region.store(0, std::memory_order_relaxed);
     pool_record(r);
   });
-  // Counted afresh: dead threads may have stopped between a flag and its count.
+  // Counted afresh: dead threads may have stopped between a flag and its count. Bound: g_nrec.
   g_in_use.store(t.rec != nullptr ? 1 : 0, std::memory_order_relaxed);
   int64_t pooled = 0;
   for_each_record([&](Record* r) { pooled += r->pooled.load(std::memory_order_relaxed); });

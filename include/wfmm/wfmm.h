@@ -130,8 +130,7 @@ struct wfmm_progress {
   uint64_t tag_cas_max;       /* CASes to close one request; bound n + 2 */
   uint64_t publish_max;       /* reservations one batch publish inspects; bound records*slots */
   uint64_t slots_per_record;  /* user + helper reservations per record */
-  uint64_t records;           /* records in the registry (every loop over records walks these);
-                                 bound: the most held or being claimed at once */
+  uint64_t records;           /* records in the registry (every loop over records walks them) */
 };
 void wfmm_progress_get(struct wfmm_progress* out) WFMM_NOEXCEPT;
 

@@ -76,11 +76,12 @@ TEST(ReclaimThreadChurn, RecordRegistryStaysAtPeakInUse) {
   expect_all_reclaimed("registry churn");
   wfmm_progress p{};
   wfmm_progress_get(&p);
-  printf("  registry churn: %llu threads in %.1f s; records in use at once %llu, registry %llu "
-         "records, publish_max %llu (slots/record %llu)\n",
-         (unsigned long long)started.load(), seconds_since(t0), (unsigned long long)p.threads,
-         (unsigned long long)p.records, (unsigned long long)p.publish_max,
-         (unsigned long long)p.slots_per_record);
+  printf(
+      "  registry churn: %llu threads in %.1f s; records in use at once %llu, registry %llu "
+      "records, publish_max %llu (slots/record %llu)\n",
+      (unsigned long long)started.load(), seconds_since(t0), (unsigned long long)p.threads,
+      (unsigned long long)p.records, (unsigned long long)p.publish_max,
+      (unsigned long long)p.slots_per_record);
   EXPECT_GE(started.load(), uint64_t(kCreators) * 50) << "the churn hardly ran";
   // The registry is bounded by the records held at once plus the claims racing at that
   // moment; a claimer is a live thread, so both together are at most the threads alive
@@ -166,11 +167,12 @@ TEST(ReclaimThreadChurn, MappedMemoryLevelsOff) {
   }
   RT_EXPECT_NO_FAILURES();
   expect_all_reclaimed("memory churn");
-  printf("  memory churn: %llu generations of %d workers; bytes_mapped peak %llu (first half) "
-         "-> %llu (second half); at the end in use %llu, pending %llu bytes\n",
-         (unsigned long long)generations, kWorkers, (unsigned long long)peak_first,
-         (unsigned long long)peak_second, (unsigned long long)s_end.bytes_in_use,
-         (unsigned long long)s_end.retired_pending_bytes);
+  printf(
+      "  memory churn: %llu generations of %d workers; bytes_mapped peak %llu (first half) "
+      "-> %llu (second half); at the end in use %llu, pending %llu bytes\n",
+      (unsigned long long)generations, kWorkers, (unsigned long long)peak_first,
+      (unsigned long long)peak_second, (unsigned long long)s_end.bytes_in_use,
+      (unsigned long long)s_end.retired_pending_bytes);
   ASSERT_GE(generations, 8u) << "too few generations to compare";
   // Slack: the segment cache and purge timing swing mapped memory by a few segments.
   EXPECT_LE(peak_second, peak_first + peak_first / 4 + (16u << 20))
@@ -224,6 +226,6 @@ TEST(ReclaimThreadChurn, ForkChildReusesDeadThreadsRecords) {
   int status = 0;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "the child's registry grew past the parent's "
-                                    << before.records << " records";
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "the child's registry grew past the parent's " << before.records << " records";
 }
