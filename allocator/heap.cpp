@@ -717,6 +717,18 @@ void free_not_local(void* p, const char* who) {
 bool collect(bool force) {
   Heap* h = t_heap;
   bool released = false;
+  if (force && h != &g_empty_heap) {
+    // An abandoned segment whose blocks were all freed since is given back only by an
+    // adopter, and adopters take one at a time, only when they need a page: a forced collect
+    // adopts them now (those still holding blocks stay with this thread, as any adoption).
+    // Bound: kCollectAdopt segments x 64 pages (not a malloc/free path).
+    for (unsigned i = 0; i < kCollectAdopt; ++i) {
+      Segment* s = segment_take_abandoned(unsigned(h->id_) + i);
+      if (s == nullptr) break;
+      adopt(h, s);
+      released = true;
+    }
+  }
   if (h != &g_empty_heap && h->large_stash_ != nullptr) {
     segment_release(h->large_stash_);
     h->large_stash_ = nullptr;

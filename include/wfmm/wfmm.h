@@ -42,7 +42,8 @@ int wfmm_option_set(const char* name, long value) WFMM_NOEXCEPT;
 long wfmm_option_get(const char* name) WFMM_NOEXCEPT;
 
 /* Releases what can be released now: purges empty pages, unmaps cached segments.
- * force != 0 ignores the purge delay. Returns 1 if memory was given back. */
+ * force != 0 ignores the purge delay and adopts exited threads' segments into the calling
+ * thread, giving back those whose blocks were all freed. Returns 1 if memory was given back. */
 int wfmm_collect(int force) WFMM_NOEXCEPT;
 
 /* Statistics, summed over per-thread counters when read. Reclamation fields stay 0 until
