@@ -53,8 +53,11 @@ inline constexpr size_t kExtendBytes = 4096;
 inline constexpr unsigned kPageScanLimit = 8;
 // How many full pages the slow path checks for remote frees per call.
 inline constexpr unsigned kFullScanLimit = 4;
-// How many abandoned segments one slow-path call may adopt / inspect.
+// How many abandoned segments one slow-path call may adopt (one at a time, stopping at the
+// first that brings a usable page).
 inline constexpr unsigned kAdoptLimit = 4;
+// How many abandoned segments wfmm_collect(1) adopts (to give back those that emptied).
+inline constexpr unsigned kCollectAdopt = 1024;
 // How many expired empty pages one slow-path call purges.
 inline constexpr unsigned kPurgeLimit = 4;
 // Entries a handoff stack moves out of its inbox per drain.

@@ -16,7 +16,11 @@
 namespace wfmm {
 
 // T provides: std::atomic<T*> handoff_next (written by pushers), T* handoff_link (consumer).
-template <class T>
+// kFifo: drains append to the owned list instead of prepending, and consumers take from its
+// front with take_front() only. Entries then come out roughly oldest first (in drain order),
+// so none stays behind newer ones forever (abandoned segments: an old one is the likeliest
+// to have emptied, and only a consumer that takes it can give it back to the OS).
+template <class T, bool kFifo = false>
 class HandoffStack {
  public:
   static T* pending() { return reinterpret_cast<T*>(uintptr_t(1)); }
@@ -74,10 +78,29 @@ class HandoffStack {
       } else {
         *pp = after;
       }
-      x->handoff_link = owned_;
-      owned_ = x;
+      if constexpr (kFifo) {
+        x->handoff_link = nullptr;
+        if (owned_tail_ != nullptr)
+          owned_tail_->handoff_link = x;
+        else
+          owned_ = x;
+        owned_tail_ = x;
+      } else {
+        x->handoff_link = owned_;
+        owned_ = x;
+      }
       ++owned_count_;
     }
+  }
+
+  // Pre: try_begin() succeeded. The first owned entry (null if none), removed from the list.
+  T* take_front() {
+    T* x = owned_;
+    if (x == nullptr) return nullptr;
+    owned_ = x->handoff_link;
+    if (owned_ == nullptr) owned_tail_ = nullptr;
+    --owned_count_;
+    return x;
   }
 
   // Pre: try_begin() succeeded. The owned list, linked through handoff_link.
@@ -97,8 +120,9 @@ class HandoffStack {
   std::atomic<T*> inbox_{nullptr};
   std::atomic<bool> busy_{false};
   std::atomic<bool> leftover_{false};
-  T* chains_ = nullptr;  // unfinished chains, consumer-owned
-  T* owned_ = nullptr;   // drained entries, consumer-owned
+  T* chains_ = nullptr;      // unfinished chains, consumer-owned
+  T* owned_ = nullptr;       // drained entries, consumer-owned
+  T* owned_tail_ = nullptr;  // kFifo only: the last owned entry
   unsigned owned_count_ = 0;
 };
 

@@ -20,7 +20,14 @@ HandoffStack<Segment> g_cache;
 // Bytes of huge segments in the cache: they stay resident, so keep them few.
 std::atomic<int64_t> g_huge_cached_bytes{0};
 inline constexpr int64_t kHugeCacheBytes = int64_t(64) << 20;
-HandoffStack<Segment> g_abandoned;
+// Abandoned segments (live blocks, no owner). Several lists: with one, an adopter that found
+// its consumer flag taken mapped a fresh segment instead; under thread churn those took
+// long-lived blocks too and seldom emptied, so mapped memory ratcheted up with every miss.
+// FIFO (handoff.h): adopted newest first, the oldest abandoned segments, the likeliest to
+// have emptied (and so to be unmapped by their adopter), stayed at the bottom for good.
+constexpr unsigned kAbandonLists = 8;
+HandoffStack<Segment, true> g_abandoned[kAbandonLists];
+std::atomic<unsigned> g_abandon_next{0};
 
 size_t chunks(size_t bytes) { return (bytes + kSegmentSize - 1) >> kSegmentShift; }
 
@@ -297,31 +304,31 @@ bool segment_cache_expire(bool force) {
 
 void segment_abandon(Segment* s) {
   s->xowner_.store(nullptr, std::memory_order_relaxed);
-  g_abandoned.push(s);  // (H1): everything the exiting thread wrote is visible to the adopter
+  // Round robin: each list gets an even share, so trying them in turn finds one soon.
+  unsigned i = g_abandon_next.fetch_add(1, std::memory_order_relaxed) % kAbandonLists;
+  g_abandoned[i].push(s);  // (H1): everything the exiting thread wrote is visible to the adopter
 }
 
-unsigned segment_take_abandoned(Segment** out, unsigned max) {
-  if (!g_abandoned.try_begin()) return 0;
-  g_abandoned.drain(kDrainBudget);
-  unsigned n = 0;
-  // Bound: max.
-  while (n < max && g_abandoned.owned() != nullptr) {
-    Segment* s = g_abandoned.owned();
-    g_abandoned.owned() = s->handoff_link;
-    --g_abandoned.owned_count();
-    out[n++] = s;
+Segment* segment_take_abandoned(unsigned start) {
+  // Bound: kAbandonLists flags tried; per list one drain (kDrainBudget) and one take.
+  for (unsigned k = 0; k < kAbandonLists; ++k) {
+    auto& l = g_abandoned[(start + k) % kAbandonLists];
+    if (!l.has_work() || !l.try_begin()) continue;
+    l.drain(kDrainBudget);
+    Segment* s = l.take_front();
+    l.end();
+    if (s != nullptr) return s;
   }
-  g_abandoned.end();
-  return n;
+  return nullptr;
 }
 
 void segment_fork_prepare() {
   g_cache.acquire_for_fork();
-  g_abandoned.acquire_for_fork();
+  for (auto& l : g_abandoned) l.acquire_for_fork();
 }
 
 void segment_fork_release() {
-  g_abandoned.end();
+  for (auto& l : g_abandoned) l.end();
   g_cache.end();
 }
 

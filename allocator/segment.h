@@ -26,8 +26,9 @@ void segment_clear_pages(Segment* s);
 void segment_release(Segment* s);
 // Hands a segment with live blocks to whoever adopts it next. Pre: no page has an owner.
 void segment_abandon(Segment* s);
-// Takes up to `max` abandoned segments; returns how many (0 if another thread is adopting).
-unsigned segment_take_abandoned(Segment** out, unsigned max);
+// Takes one abandoned segment, oldest first, trying each list from `start` on (a list whose
+// flag another adopter holds is skipped). Null if none could be taken.
+Segment* segment_take_abandoned(unsigned start);
 // Unmaps cached segments idle longer than the purge delay (all of them if force). Bound:
 // kPurgeLimit unmaps per call unless force. True if anything was unmapped.
 bool segment_cache_expire(bool force);

@@ -125,7 +125,9 @@ struct alignas(64) Slot {
 struct Record {
   Slot slots[kSlots];
   alignas(64) std::atomic<void*> help_parent;  // parent this thread dereferences as helper
-  std::atomic<uint32_t> in_use;
+  // 1 while nobody owns the record and its state is clean: a claimer takes it with a CAS to
+  // 0. A fresh index reads 0 (zero memory), so scanners never take one being handed out.
+  std::atomic<uint32_t> pooled;
   // The batch the owner is publishing (null otherwise) and the owner's thread state: a fork
   // child settles the barrier accounting of threads that died in the middle (fork_child).
   std::atomic<Batch*> publishing;
@@ -135,8 +137,6 @@ struct Record {
   alignas(64) std::atomic<uint32_t> in_region;
   // Statistics: written by the owner with relaxed load+store, summed by readers.
   std::atomic<int64_t> retired, retired_bytes, reclaimed, reclaimed_bytes, protect_slow;
-  std::atomic<Record*> handoff_next;
-  Record* handoff_link;
 };
 
 namespace {
@@ -144,11 +144,15 @@ namespace {
 // ---------------------------------------------------------------- globals
 
 // The record registry: chunk i holds kFirstChunk << i records; g_nrec indices handed out.
+// Every loop over all records walks g_nrec of them, so a claim reuses a pooled record
+// whenever it can see one (claim_pooled) and takes a new index only otherwise.
 constexpr unsigned kDirChunks = 40;
 constexpr uint64_t kFirstChunk = 16;
 std::atomic<Record*> g_dir[kDirChunks];
 std::atomic<uint64_t> g_nrec{0};
-HandoffStack<Record> g_free_records;
+// Records pooled now, as a hint: counted after the pooled flag is set and uncounted after a
+// claim, so a reading <= 0 means every pooled record is one being given back right now.
+std::atomic<int64_t> g_npooled{0};
 std::atomic<uint64_t> g_in_use{0};  // records owned by threads now
 // Deferred free may free at once while one thread alone has a record (E7: needs membarrier).
 std::atomic<bool> g_alone_ok{false};
@@ -554,16 +558,51 @@ void thread_exit(void* arg);
 void publish_held(Local& t);
 void publish_partial(Local& t);
 
-Record* new_record() {
-  if (g_free_records.try_begin()) {
-    g_free_records.drain(kDrainBudget);
-    Record* r = g_free_records.owned();
-    if (r != nullptr) {
-      g_free_records.owned() = r->handoff_link;
-      --g_free_records.owned_count();
+// Gives r back (thread exit, fork child): its state is clean. (R6) release: the cleared
+// reservations, lists and request precede the next owner's claiming CAS (acquire).
+void pool_record(Record* r) {
+  // No owner any more: a fork child must not read a dead thread's state through it (a record
+  // claimed but not yet set up by its new owner is settled with nothing to settle).
+  r->owner = nullptr;
+  r->publishing.store(nullptr, std::memory_order_relaxed);
+  r->pooled.store(1, std::memory_order_release);
+  g_npooled.fetch_add(1, std::memory_order_relaxed);  // a hint: the flag carries the edge
+}
+
+// One pass over the registry in index order, taking the first pooled record with a CAS.
+// Bound: g_nrec records, one load each and at most one CAS; a failed CAS means another
+// claimer took that record. Null if the pass found none.
+Record* claim_pooled() {
+  uint64_t n = g_nrec.load(std::memory_order_acquire);
+  for (unsigned i = 0; i < kDirChunks; ++i) {
+    uint64_t base = kFirstChunk * ((uint64_t(1) << i) - 1);
+    if (base >= n) break;
+    Record* c = g_dir[i].load(std::memory_order_acquire);
+    if (c == nullptr) continue;  // its mapping failed: no record of it exists
+    uint64_t len = kFirstChunk << i;
+    if (base + len > n) len = n - base;
+    for (uint64_t j = 0; j < len; ++j) {
+      Record* r = &c[j];
+      uint32_t exp = 1;
+      if (r->pooled.load(std::memory_order_relaxed) == 1 &&
+          r->pooled.compare_exchange_strong(exp, 0, std::memory_order_acquire)) {  // (R6)
+        g_npooled.fetch_sub(1, std::memory_order_relaxed);
+        return r;
+      }
     }
-    g_free_records.end();
-    if (r != nullptr) return r;
+  }
+  return nullptr;
+}
+
+// A record for a new owner: a pooled one if any is visible, else the next index. A new index
+// is taken only when the counter says none is pooled (every record is owned, being claimed
+// or being given back at that instant) or when the pass lost each pooled record it saw to
+// another claimer; so g_nrec stays at the most records owned, given back or claimed at once
+// (see reclaim/README.md, "Record registry"). Bound: claim_pooled's pass, then one fetch_add
+// and at most two chunk mappings.
+Record* new_record() {
+  if (g_npooled.load(std::memory_order_relaxed) > 0) {
+    if (Record* r = claim_pooled()) return r;
   }
   uint64_t idx = g_nrec.load(std::memory_order_relaxed);
   uint64_t base;
@@ -653,7 +692,6 @@ Record* own_record(bool implicit) {
   init();
   Record* r = new_record();
   if (r == nullptr) return nullptr;
-  r->in_use.store(1, std::memory_order_relaxed);
   t.rec = r;
   r->owner = &t;
   t.in_region = &r->in_region;
@@ -931,9 +969,8 @@ void thread_exit(void* arg) {
   release_held(t);
   drain_frees();
   t.rec = nullptr;
-  r->in_use.store(0, std::memory_order_relaxed);
   g_in_use.fetch_sub(1, std::memory_order_release);
-  g_free_records.push(r);  // (H1 of handoff.h): its cleared state precedes the next owner
+  pool_record(r);  // the last touch of r: a claimer may own it from here on
   meta::thread_flush();
 }
 
@@ -971,7 +1008,6 @@ void settle_dead(Record* r) {
 }
 
 void fork_prepare() {
-  g_free_records.acquire_for_fork();
   g_orphans.acquire_for_fork();
   meta::fork_prepare();
 }
@@ -979,7 +1015,6 @@ void fork_prepare() {
 void fork_parent() {
   meta::fork_release();
   g_orphans.end();
-  g_free_records.end();
 }
 
 // Child of fork: only the forking thread lives. Every other record's reservations are
@@ -988,7 +1023,6 @@ void fork_parent() {
 void fork_child() {
   meta::fork_release();
   g_orphans.end();
-  g_free_records.end();
   // The child is a new address space: make sure it is registered for membarrier (E7; Linux
   // 6.x keeps the parent's registration, registering again is harmless).
   if (g_alone_ok.load(std::memory_order_relaxed) && !os::membarrier_register())
@@ -996,8 +1030,10 @@ void fork_child() {
   Local& t = t_local;
   uint32_t saved = t.in_alloc;
   t.in_alloc = 1;  // no deleters inside fork(): batches brought to zero become orphans
+  // Every record but ours that is not pooled belonged to a thread that is gone, including one
+  // caught between its claim and its first use: all go back to the pool. Bound: g_nrec.
   for_each_record([&](Record* r) {
-    if (r == t.rec || r->in_use.load(std::memory_order_relaxed) == 0) return;
+    if (r == t.rec || r->pooled.load(std::memory_order_relaxed) != 0) return;
     for (unsigned j = 0; j < kSlots; ++j) {
       Slot& s = r->slots[j];
       drop_list(s.head.exchange(kInactive, std::memory_order_acq_rel));
@@ -1010,10 +1046,13 @@ void fork_child() {
     settle_dead(r);
     r->help_parent.store(nullptr, std::memory_order_relaxed);
     r->in_region.store(0, std::memory_order_relaxed);
-    r->in_use.store(0, std::memory_order_relaxed);
-    g_in_use.fetch_sub(1, std::memory_order_relaxed);
-    g_free_records.push(r);
+    pool_record(r);
   });
+  // Counted afresh: dead threads may have stopped between a flag and its count. Bound: g_nrec.
+  g_in_use.store(t.rec != nullptr ? 1 : 0, std::memory_order_relaxed);
+  int64_t pooled = 0;
+  for_each_record([&](Record* r) { pooled += r->pooled.load(std::memory_order_relaxed); });
+  g_npooled.store(pooled, std::memory_order_relaxed);
   t.in_alloc = saved;
   // The forking thread is not inside protect: no request is open any more. The barrier's
   // counts stay: batches inherited from the parent are still freed in the child (by the
@@ -1402,6 +1441,7 @@ void progress(wfmm_progress* out) {
   out->tag_cas_max = g_prog.tag.load(std::memory_order_relaxed);
   out->publish_max = g_prog.publish.load(std::memory_order_relaxed);
   out->slots_per_record = kSlots;
+  out->records = g_nrec.load(std::memory_order_relaxed);
 }
 
 }  // namespace wfmm::reclaim

@@ -42,7 +42,8 @@ int wfmm_option_set(const char* name, long value) WFMM_NOEXCEPT;
 long wfmm_option_get(const char* name) WFMM_NOEXCEPT;
 
 /* Releases what can be released now: purges empty pages, unmaps cached segments.
- * force != 0 ignores the purge delay. Returns 1 if memory was given back. */
+ * force != 0 ignores the purge delay and adopts exited threads' segments into the calling
+ * thread, giving back those whose blocks were all freed. Returns 1 if memory was given back. */
 int wfmm_collect(int force) WFMM_NOEXCEPT;
 
 /* Statistics, summed over per-thread counters when read. Reclamation fields stay 0 until
@@ -130,6 +131,7 @@ struct wfmm_progress {
   uint64_t tag_cas_max;       /* CASes to close one request; bound n + 1 */
   uint64_t publish_max;       /* reservations one batch publish inspects; bound records*slots */
   uint64_t slots_per_record;  /* user + helper reservations per record */
+  uint64_t records;           /* records in the registry (every loop over records walks them) */
 };
 void wfmm_progress_get(struct wfmm_progress* out) WFMM_NOEXCEPT;
 
