@@ -108,4 +108,36 @@ void stats_print(FILE* f) {
   fflush(f);
 }
 
+void stats_print_json(FILE* f) {
+  wfmm_stats s;
+  stats_collect(&s);
+  // One line, fields in struct order and named as in wfmm.h, so a script maps them 1:1.
+  const struct {
+    const char* name;
+    uint64_t value;
+  } fields[] = {
+      {"bytes_in_use", s.bytes_in_use},
+      {"bytes_mapped", s.bytes_mapped},
+      {"bytes_committed", s.bytes_committed},
+      {"blocks_in_use", s.blocks_in_use},
+      {"retired", s.retired},
+      {"reclaimed", s.reclaimed},
+      {"retired_pending", s.retired_pending},
+      {"retired_pending_bytes", s.retired_pending_bytes},
+      {"era", s.era},
+      {"protect_slow", s.protect_slow},
+      {"threads", s.threads},
+      {"malloc_count", s.malloc_count},
+      {"free_count", s.free_count},
+      {"segments_cached", s.segments_cached},
+      {"deferred_bytes", s.deferred_bytes},
+      {"deferred_peak_bytes", s.deferred_peak_bytes},
+      {"deferral_max_eras", s.deferral_max_eras},
+  };
+  fprintf(f, "{\"wfmm\": \"%s\"", WFMM_VERSION);
+  for (const auto& fl : fields) fprintf(f, ", \"%s\": %llu", fl.name, (unsigned long long)fl.value);
+  fprintf(f, "}\n");
+  fflush(f);
+}
+
 }  // namespace wfmm

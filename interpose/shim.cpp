@@ -22,7 +22,9 @@ namespace {
 size_t page_size() { return size_t(sysconf(_SC_PAGESIZE)); }
 
 __attribute__((destructor)) void wfmm_at_exit() {
-  if (wfmm::option(wfmm::Opt::kShowStats) != 0) wfmm_stats_print(stderr);
+  long show = wfmm::option(wfmm::Opt::kShowStats);
+  if (show == 2) wfmm_stats_print_json(stderr);
+  else if (show != 0) wfmm_stats_print(stderr);
 }
 
 }  // namespace

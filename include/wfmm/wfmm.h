@@ -17,12 +17,24 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* The version of this header; CMakeLists.txt reads these three lines for project(VERSION),
+ * so they are the one place a release number is written. The library's SONAME carries the
+ * major number (libwfmm.so.0). */
+#define WFMM_VERSION_MAJOR 0
+#define WFMM_VERSION_MINOR 1
+#define WFMM_VERSION_PATCH 0
+#define WFMM_VERSION "0.1.0"
+
 #ifdef __cplusplus
 extern "C" {
 #define WFMM_NOEXCEPT noexcept
 #else
 #define WFMM_NOEXCEPT
 #endif
+
+/* The version of the library actually loaded ("0.1.0"), which may be newer than the
+ * WFMM_VERSION a program was compiled with. */
+const char* wfmm_version(void) WFMM_NOEXCEPT;
 
 void* wfmm_malloc(size_t size) WFMM_NOEXCEPT;
 void* wfmm_calloc(size_t count, size_t size) WFMM_NOEXCEPT;
@@ -135,6 +147,9 @@ void wfmm_progress_get(struct wfmm_progress* out) WFMM_NOEXCEPT;
 
 /* Human-readable statistics, with units. */
 void wfmm_stats_print(FILE* out) WFMM_NOEXCEPT;
+/* The fields of struct wfmm_stats as one JSON object on one line (byte counts in bytes),
+ * for scripts; WFMM_SHOW_STATS=json prints it at exit. */
+void wfmm_stats_print_json(FILE* out) WFMM_NOEXCEPT;
 
 #ifdef __cplusplus
 }
