@@ -145,10 +145,13 @@ struct wfmm_progress {
 };
 void wfmm_progress_get(struct wfmm_progress* out) WFMM_NOEXCEPT;
 
-/* Human-readable statistics, with units. */
+/* Human-readable statistics, with units: a line about the process (name, pid, wall and CPU
+ * time, peak RSS), then labelled blocks: memory, calls, and reclamation and deferred free
+ * only once the program used them. WFMM_SHOW_STATS=1 prints it at exit. */
 void wfmm_stats_print(FILE* out) WFMM_NOEXCEPT;
-/* The fields of struct wfmm_stats as one JSON object on one line (byte counts in bytes),
- * for scripts; WFMM_SHOW_STATS=json prints it at exit. */
+/* The same as one JSON object on one line: "wfmm" (version), "program", "pid", "wall_s",
+ * "user_s", "sys_s", "peak_rss_bytes", then every field of struct wfmm_stats by its name
+ * (bytes in bytes). WFMM_SHOW_STATS=json prints it at exit. */
 void wfmm_stats_print_json(FILE* out) WFMM_NOEXCEPT;
 
 #ifdef __cplusplus
