@@ -75,6 +75,7 @@ grep -q "^{\"wfmm\": \"$version\", .*\"malloc_count\": [1-9]" "$tmp/stats" ||
   fail "no JSON statistics with allocations: $(cat "$tmp/stats")"
 "$w" --stats true 2>&1 | grep -q "^wfmm: statistics" || fail "wfmm --stats"
 # An LD_PRELOAD already set stays, after wfmm's library.
+# shellcheck disable=SC2016  # the inner shell expands it
 seen=$(LD_PRELOAD=/nonexistent/x.so "$w" sh -c 'echo "$LD_PRELOAD"' 2>/dev/null)
 [ "$seen" = "$prefix/$libdir/libwfmm.so.$major:/nonexistent/x.so" ] || fail "LD_PRELOAD: $seen"
 WFMM_DEFERED_FREE=1 "$w" true 2>&1 |
@@ -87,7 +88,7 @@ step "launcher: --help, --version, --stats[=json], --deferred, --verbose, LD_PRE
 # --- the .deb, built by cpack in the build folder, unpacked (not installed) -----------------
 (cd "$build" && cpack -G DEB -B "$tmp/cpack" >"$tmp/cpack.log" 2>&1) ||
   { cat "$tmp/cpack.log" >&2; fail "cpack -G DEB"; }
-deb=$(ls "$tmp/cpack"/wfmm_"$version"_*.deb)
+deb=$(ls "$tmp/cpack/wfmm_${version}_"*.deb)
 [ "$(dpkg-deb -f "$deb" Package)" = wfmm ] || fail "Package field"
 [ "$(dpkg-deb -f "$deb" Version)" = "$version" ] || fail "Version field"
 dpkg-deb -f "$deb" Depends | grep -q "^libc6" || fail "Depends: $(dpkg-deb -f "$deb" Depends)"
