@@ -60,6 +60,11 @@ void stats_collect(wfmm_stats* out) {
   int64_t purged = g_bytes_purged.load(std::memory_order_relaxed);
   out->bytes_mapped = mapped > 0 ? uint64_t(mapped) : 0;
   out->bytes_committed = mapped > purged ? uint64_t(mapped - purged) : 0;
+  int64_t peak = g_bytes_committed_peak.load(std::memory_order_relaxed);
+  out->bytes_committed_peak = peak > 0 ? uint64_t(peak) : 0;
+  // The peak is raised after the counters move: never report it below the present.
+  if (out->bytes_committed_peak < out->bytes_committed)
+    out->bytes_committed_peak = out->bytes_committed;
   out->threads = threads;
   int64_t cached = g_segments_cached.load(std::memory_order_relaxed);
   out->segments_cached = cached > 0 ? uint64_t(cached) : 0;
@@ -155,6 +160,7 @@ void stats_print(FILE* f) {
   print_bytes(f, "in use", s.bytes_in_use);
   print_count(f, "live blocks", s.blocks_in_use, "");
   print_bytes(f, "committed", s.bytes_committed);
+  print_bytes(f, "committed, peak", s.bytes_committed_peak);
   print_bytes(f, "mapped", s.bytes_mapped);
   if (s.segments_cached != 0) print_count(f, "cached", s.segments_cached, "empty segments");
   fprintf(f, "wfmm: calls\n");
@@ -206,6 +212,7 @@ void stats_print_json(FILE* f) {
       {"deferred_bytes", s.deferred_bytes},
       {"deferred_peak_bytes", s.deferred_peak_bytes},
       {"deferral_max_eras", s.deferral_max_eras},
+      {"bytes_committed_peak", s.bytes_committed_peak},
   };
   fprintf(f, "{\"wfmm\": \"%s\", \"program\": ", WFMM_VERSION);
   json_string(f, p.name);

@@ -222,6 +222,7 @@ TEST(Api, StatsTrackLiveBytesAndBlocks) {
   EXPECT_EQ(b.blocks_in_use - a.blocks_in_use, 1000u);
   EXPECT_EQ(b.bytes_in_use - a.bytes_in_use, 1000u * wfmm_usable_size(ps[0]));
   EXPECT_GE(b.bytes_mapped, b.bytes_committed);
+  EXPECT_GE(b.bytes_committed_peak, b.bytes_committed);
   EXPECT_GE(b.threads, 1u);
   for (void* p : ps) wfmm_free(p);
   wfmm_stats_get(&c);
@@ -274,7 +275,7 @@ TEST(Api, StatsPrintTextAndJson) {
                         "reclaimed", "retired_pending", "retired_pending_bytes", "era",
                         "protect_slow", "threads", "malloc_count", "free_count",
                         "segments_cached", "deferred_bytes", "deferred_peak_bytes",
-                        "deferral_max_eras"})
+                        "deferral_max_eras", "bytes_committed_peak"})
     EXPECT_NE(json.find(std::string(", \"") + k + "\": "), std::string::npos) << k << json;
   wfmm_free(p);
 }

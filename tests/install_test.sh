@@ -15,6 +15,9 @@ tmp=$(mktemp -d)
 tmp=$(cd "$tmp" && pwd -P)  # the launcher reports resolved paths
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "install test: FAILED: $*" >&2; exit 1; }
+# Checks take a command's whole output first: under pipefail, `cmd | grep -q` fails whenever
+# grep stops at the first match and cmd then dies of SIGPIPE.
+holds() { local text=$1; shift; grep -q "$@" <<<"$text"; }
 step() { echo "install test: $*"; }
 
 installed_files="bin/wfmm include/wfmm/wfmm.h include/wfmm/reclaim.hpp $libdir/libwfmm.so
@@ -26,7 +29,7 @@ installed_files="bin/wfmm include/wfmm/wfmm.h include/wfmm/reclaim.hpp $libdir/l
 prefix=$tmp/prefix
 cmake --install "$build" --prefix "$prefix" >/dev/null
 for f in $installed_files; do [ -e "$prefix/$f" ] || fail "cmake --install left out $f"; done
-readelf -d "$prefix/$libdir/libwfmm.so.$version" | grep -q "SONAME.*\[libwfmm.so.$major\]" ||
+holds "$(readelf -d "$prefix/$libdir/libwfmm.so.$version")" "SONAME.*\[libwfmm.so.$major\]" ||
   fail "libwfmm.so.$version has no SONAME libwfmm.so.$major"
 step "cmake --install: files and SONAME libwfmm.so.$major"
 
@@ -37,7 +40,7 @@ LD_LIBRARY_PATH="$prefix/$libdir" "$tmp/consumer/consumer_shared"
 "$tmp/consumer/consumer_static"
 [ "$(LD_LIBRARY_PATH="$prefix/$libdir" "$tmp/consumer/consumer_version")" = "wfmm $version" ] ||
   fail "consumer_version"
-readelf -d "$tmp/consumer/consumer_shared" | grep -q "NEEDED.*\[libwfmm.so.$major\]" ||
+holds "$(readelf -d "$tmp/consumer/consumer_shared")" "NEEDED.*\[libwfmm.so.$major\]" ||
   fail "consumer_shared does not record libwfmm.so.$major"
 if cmake -S "$src/install" -B "$tmp/consumer_next" -G Ninja -DCMAKE_PREFIX_PATH="$prefix" \
      -DWFMM_WANT=$((major + 1)).0 >"$tmp/next.log" 2>&1; then
@@ -63,7 +66,7 @@ step "cc prog.c -Iinclude -Lbuild -lwfmm -Wl,-rpath,\$PWD/build runs"
 
 # --- the installed launcher ---------------------------------------------------------------
 w=$prefix/bin/wfmm
-"$w" --help | grep -q "^usage: wfmm " || fail "wfmm --help"
+holds "$("$w" --help)" "^usage: wfmm " || fail "wfmm --help"
 [ "$("$w" --version)" = "wfmm $version ($prefix/$libdir/libwfmm.so.$major)" ] ||
   fail "wfmm --version: $("$w" --version)"
 # sort reads its own memory map: the installed library must be mapped, and its statistics
@@ -73,15 +76,15 @@ grep -qF "$prefix/$libdir/libwfmm.so.$version" <<<"$maps" ||
   fail "the launcher did not preload $prefix/$libdir/libwfmm.so.$version"
 grep -q "^{\"wfmm\": \"$version\", .*\"malloc_count\": [1-9]" "$tmp/stats" ||
   fail "no JSON statistics with allocations: $(cat "$tmp/stats")"
-"$w" --stats true 2>&1 | grep -q "^wfmm: statistics" || fail "wfmm --stats"
+holds "$("$w" --stats true 2>&1)" "^wfmm: statistics" || fail "wfmm --stats"
 # An LD_PRELOAD already set stays, after wfmm's library.
 # shellcheck disable=SC2016  # the inner shell expands it
 seen=$(LD_PRELOAD=/nonexistent/x.so "$w" sh -c 'echo "$LD_PRELOAD"' 2>/dev/null)
 [ "$seen" = "$prefix/$libdir/libwfmm.so.$major:/nonexistent/x.so" ] || fail "LD_PRELOAD: $seen"
-WFMM_DEFERED_FREE=1 "$w" true 2>&1 |
-  grep -qF "wfmm: unknown option WFMM_DEFERED_FREE (did you mean WFMM_DEFERRED_FREE?)" ||
+holds "$(WFMM_DEFERED_FREE=1 "$w" true 2>&1)" \
+  -F "wfmm: unknown option WFMM_DEFERED_FREE (did you mean WFMM_DEFERRED_FREE?)" ||
   fail "no warning for a misspelt option through the launcher"
-"$w" --deferred --verbose true 2>&1 | grep -q "^wfmm: option deferred_free = 1 " ||
+holds "$("$w" --deferred --verbose true 2>&1)" "^wfmm: option deferred_free = 1 " ||
   fail "wfmm --deferred --verbose"
 step "launcher: --help, --version, --stats[=json], --deferred, --verbose, LD_PRELOAD kept"
 
@@ -91,14 +94,14 @@ step "launcher: --help, --version, --stats[=json], --deferred, --verbose, LD_PRE
 deb=$(ls "$tmp/cpack/wfmm_${version}_"*.deb)
 [ "$(dpkg-deb -f "$deb" Package)" = wfmm ] || fail "Package field"
 [ "$(dpkg-deb -f "$deb" Version)" = "$version" ] || fail "Version field"
-dpkg-deb -f "$deb" Depends | grep -q "^libc6" || fail "Depends: $(dpkg-deb -f "$deb" Depends)"
+holds "$(dpkg-deb -f "$deb" Depends)" "^libc6" || fail "Depends: $(dpkg-deb -f "$deb" Depends)"
 dpkg-deb -x "$deb" "$tmp/deb"
 root=$tmp/deb/usr
 for f in $installed_files; do [ -e "$root/$f" ] || fail "the .deb lacks /usr/$f"; done
 grep -q "^abs_libdir='/usr/$libdir'$" "$root/bin/wfmm" || fail "the .deb's launcher names no /usr/$libdir"
 cc "$src/link_c.c" -I"$root/include" -L"$root/$libdir" -lwfmm -Wl,-rpath,"$root/$libdir" \
   -o "$tmp/deb_prog"
-ldd "$tmp/deb_prog" | grep -qF "$root/$libdir/libwfmm.so.$major" ||
+holds "$(ldd "$tmp/deb_prog")" -F "$root/$libdir/libwfmm.so.$major" ||
   fail "deb_prog does not load the unpacked library: $(ldd "$tmp/deb_prog")"
 "$tmp/deb_prog"
 [ "$(PKG_CONFIG_PATH="$root/$libdir/pkgconfig" pkg-config --modversion wfmm)" = "$version" ] ||
@@ -107,7 +110,7 @@ cmake -S "$src/install" -B "$tmp/consumer_deb" -G Ninja -DCMAKE_PREFIX_PATH="$ro
 cmake --build "$tmp/consumer_deb" --target consumer_version >/dev/null
 [ "$(LD_LIBRARY_PATH="$root/$libdir" "$tmp/consumer_deb/consumer_version")" = "wfmm $version" ] ||
   fail "find_package from the .deb"
-"$root/bin/wfmm" --version | grep -qF "($root/$libdir/libwfmm.so.$major)" ||
+holds "$("$root/bin/wfmm" --version)" -F "($root/$libdir/libwfmm.so.$major)" ||
   fail "the unpacked launcher does not find its library: $("$root/bin/wfmm" --version)"
 step "$(basename "$deb"): fields, files, a program linked against the unpacked copy"
 echo "install ok"

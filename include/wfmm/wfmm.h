@@ -77,6 +77,7 @@ struct wfmm_stats {
   uint64_t deferred_bytes;      /* deferred free: bytes freed, not yet reusable */
   uint64_t deferred_peak_bytes; /* deferred free: the most at once */
   uint64_t deferral_max_eras;   /* deferred free: longest wait of a batch, in eras */
+  uint64_t bytes_committed_peak; /* the most bytes_committed at once since start */
 };
 
 void wfmm_stats_get(struct wfmm_stats* out) WFMM_NOEXCEPT;
