@@ -32,7 +32,10 @@ struct stat g_stats_fd_stat;
 
 __attribute__((constructor)) void wfmm_stats_fd_init() {
   if (wfmm_option_get("show_stats") <= 0) return;
-  g_stats_fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
+  // A high number: programs that count on open() returning the lowest free descriptors
+  // (3, 4, ...) see the same numbers as without wfmm; 3 and up if the limit is lower.
+  g_stats_fd = fcntl(2, F_DUPFD_CLOEXEC, 200);
+  if (g_stats_fd < 0) g_stats_fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
   if (g_stats_fd >= 0 && fstat(g_stats_fd, &g_stats_fd_stat) != 0) g_stats_fd = -1;
 }
 
