@@ -44,6 +44,7 @@ WFMM_NOINLINE std::atomic<uint64_t>* side_attach(Page* pg) {
       if (s->xside_map_.compare_exchange_strong(map, fresh, std::memory_order_acq_rel)) {
         map = fresh;
         g_bytes_mapped.fetch_add(int64_t(kSideMapBytes), std::memory_order_relaxed);
+        note_committed_peak();
       } else {
         os::unmap(m, kSideMapBytes);
       }

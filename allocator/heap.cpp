@@ -215,6 +215,7 @@ void page_init(Heap* h, Page* pg, unsigned cls) {
   if (pg->purged_) {
     pg->purged_ = false;
     g_bytes_purged.fetch_sub(int64_t(area), std::memory_order_relaxed);
+    note_committed_peak();
   }
   s->used_pages_++;
   // (P4) release: the descriptor is complete before this thread's frees can take the local
@@ -463,6 +464,7 @@ Heap* heap_new() {
   void* mem = os::map_aligned(size, os::kPageSize);
   if (mem == nullptr) return nullptr;
   g_bytes_mapped.fetch_add(int64_t(size), std::memory_order_relaxed);
+  note_committed_peak();
   h = new (mem) Heap(&g_empty_page);
   h->id_ = g_heap_ids.fetch_add(1, std::memory_order_relaxed) + 1;
   // Registry of all heaps (never shrinks; heaps are recycled): wait-free push as in

@@ -13,7 +13,7 @@ namespace wfmm {
 
 const OptionDesc kOptionDesc[unsigned(Opt::kCount)] = {
     {"verbose", 0, 0, 1, "print the effective options at start"},
-    {"show_stats", 0, 0, 1, "print statistics to stderr at exit"},
+    {"show_stats", 0, 0, 2, "print statistics to stderr at exit: 1 or 'text', 2 or 'json'"},
     {"on_error", 0, 0, 1,
      "bad free/realloc: 0 or 'abort' aborts, 1 or 'continue' reports and goes on"},
     {"purge_delay_ms", 50, 0, 3600000, "ms an empty page stays committed before it is purged"},
@@ -65,17 +65,35 @@ bool parse_long(const char* s, long* out) {
   return true;
 }
 
+// Options whose range is 0..1 are switches; on_error is 0..1 too but takes names.
+// show_stats is a switch with a third value, json.
+bool is_bool(Opt o) {
+  const OptionDesc& d = kOptionDesc[unsigned(o)];
+  return (o != Opt::kOnError && d.min == 0 && d.max == 1) || o == Opt::kShowStats;
+}
+
+// ASCII case-insensitive equality; "ON" and "On" are as good as "on" in a shell.
+bool same_word(const char* s, const char* word) {
+  // Bound: the length of word.
+  for (; *word != '\0'; ++s, ++word) {
+    char c = (*s >= 'A' && *s <= 'Z') ? char(*s - 'A' + 'a') : *s;
+    if (c != *word) return false;
+  }
+  return *s == '\0';
+}
+
 bool parse_value(Opt o, const char* s, long* out) {
   if (o == Opt::kOnError) {
-    if (strcmp(s, "abort") == 0) return *out = 0, true;
-    if (strcmp(s, "continue") == 0) return *out = 1, true;
+    if (same_word(s, "abort")) return *out = 0, true;
+    if (same_word(s, "continue")) return *out = 1, true;
   }
-  if (o == Opt::kVerbose || o == Opt::kShowStats || o == Opt::kPoison || o == Opt::kCountSteps ||
-      o == Opt::kDeferredFree) {
-    if (strcmp(s, "yes") == 0 || strcmp(s, "true") == 0 || strcmp(s, "on") == 0)
-      return *out = 1, true;
-    if (strcmp(s, "no") == 0 || strcmp(s, "false") == 0 || strcmp(s, "off") == 0)
-      return *out = 0, true;
+  if (o == Opt::kShowStats) {
+    if (same_word(s, "text")) return *out = 1, true;
+    if (same_word(s, "json")) return *out = 2, true;
+  }
+  if (is_bool(o)) {
+    if (same_word(s, "yes") || same_word(s, "true") || same_word(s, "on")) return *out = 1, true;
+    if (same_word(s, "no") || same_word(s, "false") || same_word(s, "off")) return *out = 0, true;
   }
   return parse_long(s, out);
 }
@@ -89,7 +107,81 @@ void warn_bad(const OptionDesc& d, const char* text) {
   up[i] = '\0';
   m.add(up).add("='").add(text).add("' is invalid: accepted ").dec(d.min).add("..").dec(d.max);
   if (&d == &kOptionDesc[unsigned(Opt::kOnError)]) m.add(" or abort/continue");
+  if (is_bool(Opt(unsigned(&d - kOptionDesc)))) m.add(" or on/off, true/false, yes/no");
+  if (&d == &kOptionDesc[unsigned(Opt::kShowStats)]) m.add(", text/json");
   m.add("; using the default ").dec(d.def).emit();
+}
+
+// WFMM_* variables that wfmm documents and that are not options, so they draw no warning:
+// scripts/setup reads WFMM_CMAKE_FLAGS, and scripts/test exports it to every test process.
+const char* const kNotOptions[] = {"CMAKE_FLAGS"};
+
+// Longest name (after WFMM_) compared for a suggestion; longer ones are cut, which only
+// makes the hint worse, never the parse.
+constexpr size_t kMaxName = 48;
+
+// Levenshtein distance between name[0..n) and an option name compared in upper case, with
+// one row on the stack (no allocation: this runs inside the first malloc).
+size_t edit_distance(const char* name, size_t n, const char* opt) {
+  size_t row[kMaxName + 1];
+  size_t m = 0;
+  // Bound: kMaxName.
+  while (opt[m] != '\0' && m < kMaxName) ++m;
+  for (size_t j = 0; j <= m; ++j) row[j] = j;
+  // Bound: n * m <= kMaxName^2 steps.
+  for (size_t i = 1; i <= n; ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= m; ++j) {
+      size_t up = row[j];
+      size_t best = diag + (name[i - 1] == upper(opt[j - 1]) ? 0 : 1);
+      if (up + 1 < best) best = up + 1;
+      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+      row[j] = best;
+      diag = up;
+    }
+  }
+  return row[m];
+}
+
+// One line for a WFMM_ variable that names no option, with the closest option when it is
+// close enough to be a typo (at most half the longer name's letters differ).
+void warn_unknown(const char* entry) {
+  const char* name = entry + 5;
+  size_t n = 0;
+  // Bound: the entry's length.
+  while (name[n] != '\0' && name[n] != '=') ++n;
+  for (const char* k : kNotOptions) {
+    if (strlen(k) == n && strncmp(name, k, n) == 0) return;
+  }
+  size_t cut = n < kMaxName ? n : kMaxName;
+  // Closest = fewest edits per letter of the longer name, so WFMM_STATS finds SHOW_STATS
+  // (5 edits of 10) rather than BATCH (4 of 5).
+  unsigned best = 0;
+  size_t best_d = 0, best_len = 0;
+  for (unsigned i = 0; i < unsigned(Opt::kCount); ++i) {
+    size_t d = edit_distance(name, cut, kOptionDesc[i].name);
+    size_t len = strlen(kOptionDesc[i].name);
+    if (cut > len) len = cut;
+    if (i == 0 || d * best_len < best_d * len) best = i, best_d = d, best_len = len;
+  }
+  char text[kMaxName + 4];
+  size_t t = 0;
+  for (; t < cut; ++t) text[t] = name[t];
+  if (cut < n) text[t++] = '.', text[t++] = '.', text[t++] = '.';
+  text[t] = '\0';
+  Msg m;
+  m.add("unknown option WFMM_").add(text);
+  if (2 * best_d <= best_len) {
+    char up[kMaxName + 1];
+    size_t i = 0;
+    for (const char* c = kOptionDesc[best].name; *c != '\0' && i < kMaxName; ++c) up[i++] = upper(*c);
+    up[i] = '\0';
+    m.add(" (did you mean WFMM_").add(up).add("?)");
+  } else {
+    m.add(" (ignored; WFMM_VERBOSE=1 lists the options)");
+  }
+  m.emit();
 }
 
 }  // namespace
@@ -101,9 +193,12 @@ void options_load() {
   if (g_loaded.exchange(true, std::memory_order_acq_rel)) return;
   // Bound: the number of environment entries times the number of options.
   for (char** e = env; *e != nullptr; ++e) {
+    if (strncmp(*e, "WFMM_", 5) != 0) continue;
+    bool known = false;
     for (unsigned i = 0; i < unsigned(Opt::kCount); ++i) {
       const char* text = match_env(*e, kOptionDesc[i].name);
       if (text == nullptr) continue;
+      known = true;
       long v = 0;
       if (!parse_value(Opt(i), text, &v) || v < kOptionDesc[i].min || v > kOptionDesc[i].max) {
         warn_bad(kOptionDesc[i], text);
@@ -111,6 +206,7 @@ void options_load() {
       }
       g_option_value[i].store(v, std::memory_order_relaxed);
     }
+    if (!known) warn_unknown(*e);
   }
   if (option(Opt::kVerbose) != 0) options_print();
 }
@@ -155,15 +251,17 @@ long option_get(const char* name) {
 
 void options_print() {
   for (unsigned i = 0; i < unsigned(Opt::kCount); ++i) {
-    Msg()
-        .add("option ")
-        .add(kOptionDesc[i].name)
-        .add(" = ")
-        .dec(option(Opt(i)))
-        .add("  (")
-        .add(kOptionDesc[i].help)
-        .add(")")
-        .emit();
+    Msg m;
+    m.add("option ").add(kOptionDesc[i].name).add(" = ");
+    long v = option(Opt(i));
+    // Enumerations by name: the words WFMM_ON_ERROR and WFMM_SHOW_STATS take.
+    if (Opt(i) == Opt::kOnError && (v == 0 || v == 1))
+      m.add(v == 0 ? "abort" : "continue");
+    else if (Opt(i) == Opt::kShowStats && v >= 0 && v <= 2)
+      m.add(v == 0 ? "off" : v == 1 ? "text" : "json");
+    else
+      m.dec(v);
+    m.add("  (").add(kOptionDesc[i].help).add(")").emit();
   }
 }
 

@@ -9,7 +9,7 @@ namespace wfmm {
 
 enum class Opt : unsigned {
   kVerbose,       // 0..1: print effective options at start
-  kShowStats,     // 0..1: print statistics at exit
+  kShowStats,     // 0..2: print statistics at exit (1 text, 2 JSON)
   kOnError,       // 0 = abort (default), 1 = continue after reporting
   kPurgeDelayMs,  // empty pages are purged this long after they empty
   kSegmentCache,  // empty segments kept mapped for reuse

@@ -12,6 +12,17 @@ namespace wfmm {
 
 std::atomic<int64_t> g_bytes_mapped{0};
 std::atomic<int64_t> g_bytes_purged{0};
+std::atomic<int64_t> g_bytes_committed_peak{0};
+
+void note_committed_peak() {
+  // relaxed: a statistic; the two counters are read apart, so the sum is approximate.
+  int64_t now = g_bytes_mapped.load(std::memory_order_relaxed) -
+                g_bytes_purged.load(std::memory_order_relaxed);
+  int64_t peak = g_bytes_committed_peak.load(std::memory_order_relaxed);
+  // One attempt (wait-free): a failure means another thread just raised the peak.
+  if (now > peak)
+    g_bytes_committed_peak.compare_exchange_strong(peak, now, std::memory_order_relaxed);
+}
 std::atomic<int64_t> g_segments_cached{0};
 
 namespace {
@@ -175,6 +186,7 @@ Segment* segment_resize(Segment* s, size_t new_size) {
   s->size_ = new_size;
   s->cookie_ = kSegmentCookie ^ reinterpret_cast<uintptr_t>(s);
   g_bytes_mapped.fetch_add(int64_t(new_size) - int64_t(old_size), std::memory_order_relaxed);
+  if (new_size > old_size) note_committed_peak();
   return s;
 }
 
@@ -210,6 +222,7 @@ Segment* segment_alloc(SegmentKind kind, size_t size) {
     s = static_cast<Segment*>(p);
     fresh = true;
     g_bytes_mapped.fetch_add(int64_t(size), std::memory_order_relaxed);
+    note_committed_peak();
   }
   // A cached standard segment may come back as another kind: (re)write its map entry.
   uint16_t code = kind == SegmentKind::kSmall    ? kMapSmall

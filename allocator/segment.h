@@ -10,6 +10,12 @@ namespace wfmm {
 extern std::atomic<int64_t> g_bytes_mapped;
 extern std::atomic<int64_t> g_bytes_purged;  // mapped bytes currently purged (not committed)
 extern std::atomic<int64_t> g_segments_cached;
+// The most bytes committed (mapped - purged) at once, for statistics. Raised by
+// note_committed_peak() after each rise of the committed bytes (a mapping, a purged page
+// reused); one CAS, so a rise racing another may go unrecorded by less than what that
+// other thread recorded (the figure is a statistic, never a bound anything relies on).
+extern std::atomic<int64_t> g_bytes_committed_peak;
+void note_committed_peak();
 
 // A mapping of `size` bytes (kSegmentSize for small/medium/large; larger for huge), aligned
 // to kSegmentSize, registered in the segment map, header constructed for `kind`.

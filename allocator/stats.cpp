@@ -1,9 +1,14 @@
 // Statistics: per-thread counters summed over the registry of heaps, plus global byte
 // counters kept by the segment layer. Reading is not on any wait-free path.
+#include <errno.h>
 #include <sched.h>
 #include <stdio.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "birth.h"
+#include "options.h"
 #include "segment.h"
 #include "types.h"
 #include "wfmm/wfmm.h"
@@ -55,6 +60,11 @@ void stats_collect(wfmm_stats* out) {
   int64_t purged = g_bytes_purged.load(std::memory_order_relaxed);
   out->bytes_mapped = mapped > 0 ? uint64_t(mapped) : 0;
   out->bytes_committed = mapped > purged ? uint64_t(mapped - purged) : 0;
+  int64_t peak = g_bytes_committed_peak.load(std::memory_order_relaxed);
+  out->bytes_committed_peak = peak > 0 ? uint64_t(peak) : 0;
+  // The peak is raised after the counters move: never report it below the present.
+  if (out->bytes_committed_peak < out->bytes_committed)
+    out->bytes_committed_peak = out->bytes_committed;
   out->threads = threads;
   int64_t cached = g_segments_cached.load(std::memory_order_relaxed);
   out->segments_cached = cached > 0 ? uint64_t(cached) : 0;
@@ -64,47 +74,153 @@ void stats_collect(wfmm_stats* out) {
 
 namespace {
 
-void print_bytes(FILE* f, const char* label, uint64_t b) {
-  const char* unit = "B";
-  double v = double(b);
-  if (b >= (uint64_t(1) << 30)) {
-    v /= double(uint64_t(1) << 30);
-    unit = "GiB";
-  } else if (b >= (uint64_t(1) << 20)) {
-    v /= double(uint64_t(1) << 20);
-    unit = "MiB";
-  } else if (b >= (uint64_t(1) << 10)) {
-    v /= 1024.0;
-    unit = "KiB";
+// When the library was loaded (for the process line's wall time): the constructor runs as
+// the program starts, preloaded or linked.
+struct timespec g_start;
+__attribute__((constructor)) void stats_start() { clock_gettime(CLOCK_MONOTONIC, &g_start); }
+
+// What the process line says: the OS's view of the whole process, beside wfmm's own counters.
+struct ProcessFacts {
+  long pid;
+  const char* name;
+  double wall_s, user_s, sys_s;
+  uint64_t peak_rss;  // bytes (getrusage's ru_maxrss: the most the process ever had resident)
+};
+
+ProcessFacts process_facts() {
+  ProcessFacts p{};
+  p.pid = long(getpid());
+  p.name = program_invocation_short_name;  // glibc's, set before main: no allocation
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  p.wall_s = double(now.tv_sec - g_start.tv_sec) + double(now.tv_nsec - g_start.tv_nsec) * 1e-9;
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) == 0) {
+    p.user_s = double(ru.ru_utime.tv_sec) + double(ru.ru_utime.tv_usec) * 1e-6;
+    p.sys_s = double(ru.ru_stime.tv_sec) + double(ru.ru_stime.tv_usec) * 1e-6;
+    p.peak_rss = uint64_t(ru.ru_maxrss) * 1024;
   }
+  return p;
+}
+
+// Reclamation rows mean nothing to a program that never retires: shown once it has.
+bool reclamation_used(const wfmm_stats& s) {
+  return s.retired != 0 || s.protect_slow != 0 || s.era > 1;
+}
+bool deferred_used(const wfmm_stats& s) {
+  return option(Opt::kDeferredFree) != 0 || s.deferred_peak_bytes != 0;
+}
+
+const char* scaled(uint64_t b, double* v) {
+  *v = double(b);
+  if (b >= (uint64_t(1) << 30)) return *v /= double(uint64_t(1) << 30), "GiB";
+  if (b >= (uint64_t(1) << 20)) return *v /= double(uint64_t(1) << 20), "MiB";
+  if (b >= (uint64_t(1) << 10)) return *v /= 1024.0, "KiB";
+  return "B";
+}
+
+void print_bytes(FILE* f, const char* label, uint64_t b) {
+  double v;
+  const char* unit = scaled(b, &v);
   fprintf(f, "wfmm:   %-22s %10.1f %s\n", label, v, unit);
+}
+
+void print_count(FILE* f, const char* label, uint64_t n, const char* unit) {
+  fprintf(f, "wfmm:   %-22s %10llu%s%s\n", label, (unsigned long long)n, *unit ? " " : "", unit);
+}
+
+// A program name in a JSON string: quotes, backslashes and control bytes escaped.
+void json_string(FILE* f, const char* s) {
+  fputc('"', f);
+  // Bound: the string's length.
+  for (; *s != '\0'; ++s) {
+    unsigned char c = static_cast<unsigned char>(*s);
+    if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+    else if (c < 0x20) fprintf(f, "\\u%04x", c);
+    else fputc(c, f);
+  }
+  fputc('"', f);
 }
 
 }  // namespace
 
+// Labelled blocks (memory, calls, then reclamation and deferred free only when the program
+// used them), under one line about the process: what a user reading stderr at exit wants.
 void stats_print(FILE* f) {
   wfmm_stats s;
   stats_collect(&s);
-  fprintf(f, "wfmm: statistics\n");
+  ProcessFacts p = process_facts();
+  double rss;
+  const char* rss_unit = scaled(p.peak_rss, &rss);
+  fprintf(f,
+          "wfmm: statistics of %s (pid %ld, wfmm %s): %.2f s, CPU %.2f s user + %.2f s sys, "
+          "peak RSS %.1f %s\n",
+          p.name, p.pid, WFMM_VERSION, p.wall_s, p.user_s, p.sys_s, rss, rss_unit);
+  fprintf(f, "wfmm: memory\n");
   print_bytes(f, "in use", s.bytes_in_use);
+  print_count(f, "live blocks", s.blocks_in_use, "");
   print_bytes(f, "committed", s.bytes_committed);
+  print_bytes(f, "committed, peak", s.bytes_committed_peak);
   print_bytes(f, "mapped", s.bytes_mapped);
-  fprintf(f, "wfmm:   %-22s %10llu blocks\n", "live", (unsigned long long)s.blocks_in_use);
-  fprintf(f, "wfmm:   %-22s %10llu calls\n", "malloc", (unsigned long long)s.malloc_count);
-  fprintf(f, "wfmm:   %-22s %10llu calls\n", "free", (unsigned long long)s.free_count);
-  fprintf(f, "wfmm:   %-22s %10llu\n", "threads", (unsigned long long)s.threads);
-  fprintf(f, "wfmm:   %-22s %10llu segments\n", "cached", (unsigned long long)s.segments_cached);
-  fprintf(f, "wfmm:   %-22s %10llu blocks\n", "retired", (unsigned long long)s.retired);
-  fprintf(f, "wfmm:   %-22s %10llu blocks\n", "reclaimed", (unsigned long long)s.reclaimed);
-  fprintf(f, "wfmm:   %-22s %10llu blocks\n", "retired, pending",
-          (unsigned long long)s.retired_pending);
-  print_bytes(f, "retired, pending", s.retired_pending_bytes);
-  fprintf(f, "wfmm:   %-22s %10llu\n", "era", (unsigned long long)s.era);
-  fprintf(f, "wfmm:   %-22s %10llu\n", "slow protects", (unsigned long long)s.protect_slow);
-  print_bytes(f, "deferred", s.deferred_bytes);
-  print_bytes(f, "deferred, peak", s.deferred_peak_bytes);
-  fprintf(f, "wfmm:   %-22s %10llu eras\n", "longest deferral",
-          (unsigned long long)s.deferral_max_eras);
+  if (s.segments_cached != 0) print_count(f, "cached", s.segments_cached, "empty segments");
+  fprintf(f, "wfmm: calls\n");
+  print_count(f, "malloc", s.malloc_count, "");
+  print_count(f, "free", s.free_count, "");
+  print_count(f, "threads now", s.threads, "");
+  if (reclamation_used(s)) {
+    fprintf(f, "wfmm: reclamation\n");
+    print_count(f, "retired", s.retired, "blocks");
+    print_count(f, "reclaimed", s.reclaimed, "blocks");
+    print_count(f, "pending", s.retired_pending, "blocks");
+    print_bytes(f, "pending", s.retired_pending_bytes);
+    print_count(f, "era", s.era, "");
+    print_count(f, "slow protects", s.protect_slow, "");
+  }
+  if (deferred_used(s)) {
+    fprintf(f, "wfmm: deferred free\n");
+    print_bytes(f, "held back now", s.deferred_bytes);
+    print_bytes(f, "held back, peak", s.deferred_peak_bytes);
+    print_count(f, "longest deferral", s.deferral_max_eras, "eras");
+  }
+  fflush(f);
+}
+
+void stats_print_json(FILE* f) {
+  wfmm_stats s;
+  stats_collect(&s);
+  ProcessFacts p = process_facts();
+  // One line: the process facts, then every field of struct wfmm_stats in struct order and
+  // named as in wfmm.h, so a script maps them 1:1 (all of them, used or not).
+  const struct {
+    const char* name;
+    uint64_t value;
+  } fields[] = {
+      {"bytes_in_use", s.bytes_in_use},
+      {"bytes_mapped", s.bytes_mapped},
+      {"bytes_committed", s.bytes_committed},
+      {"blocks_in_use", s.blocks_in_use},
+      {"retired", s.retired},
+      {"reclaimed", s.reclaimed},
+      {"retired_pending", s.retired_pending},
+      {"retired_pending_bytes", s.retired_pending_bytes},
+      {"era", s.era},
+      {"protect_slow", s.protect_slow},
+      {"threads", s.threads},
+      {"malloc_count", s.malloc_count},
+      {"free_count", s.free_count},
+      {"segments_cached", s.segments_cached},
+      {"deferred_bytes", s.deferred_bytes},
+      {"deferred_peak_bytes", s.deferred_peak_bytes},
+      {"deferral_max_eras", s.deferral_max_eras},
+      {"bytes_committed_peak", s.bytes_committed_peak},
+  };
+  fprintf(f, "{\"wfmm\": \"%s\", \"program\": ", WFMM_VERSION);
+  json_string(f, p.name);
+  fprintf(f, ", \"pid\": %ld, \"wall_s\": %.3f, \"user_s\": %.3f, \"sys_s\": %.3f, "
+          "\"peak_rss_bytes\": %llu", p.pid, p.wall_s, p.user_s, p.sys_s,
+          (unsigned long long)p.peak_rss);
+  for (const auto& fl : fields) fprintf(f, ", \"%s\": %llu", fl.name, (unsigned long long)fl.value);
+  fprintf(f, "}\n");
   fflush(f);
 }
 

@@ -15,7 +15,8 @@ usage: bench/run_programs.py [--rounds N] [--scale N] [--only NAME[,NAME]] [--ou
   --scale N      exported as SCALE to the workloads, multiplying their work (default 2)
   --only NAMES   comma-separated workload names (file names without .sh), e.g. sqlite3,git
   --out FILE     where the report is written as well as stdout
-                 (default bench/results/programs.md in the repository)
+                 (default bench/out/programs.md, ignored by git; bench/results/ holds the
+                 published one)
   --timeout S    per-run limit in seconds; a run over it is killed and FAILED (default 600)
 
 Progress goes to stderr; the exit status is 1 when any run FAILED. Python 3 standard library
@@ -341,7 +342,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--scale", type=int, default=2)
     ap.add_argument("--only", default="")
-    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "programs.md"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "out", "programs.md"))
     ap.add_argument("--timeout", type=float, default=600)
     args = ap.parse_args()
     if args.rounds < 1 or args.scale < 1:

@@ -8,7 +8,7 @@ wfmm) and gnuplot plots. First it runs the reclamation benchmark (bench/reclaim/
 same --quick/--full), which writes reclaim.md beside the report; the report links to it and
 repeats its targets.
 
-usage: bench/run_suite.py [--quick | --full] [--rounds N] [--only NAMES] [--out FILE]
+usage: bench/run_suite.py [--quick | --full] [--rounds N] [--only NAMES] [--out FILE] [--publish]
                           [--timeout S] [--list] [--deferred all|programs|none] [--no-reclaim]
 
   --quick        the quick suite (default): each allocation workload at its quick size and
@@ -20,8 +20,9 @@ usage: bench/run_suite.py [--quick | --full] [--rounds N] [--only NAMES] [--out 
   --only NAMES   comma-separated: a row (larson-t2), a workload (larson: all its rows), a
                  real program (sqlite3), or a group: alloc, programs, reclaim (the
                  reclamation part), or a family key (transfer, sharing, local, large)
-  --out FILE     the report (default bench/results/report.md, --full: bench/results/full/report.md);
-                 the PNG plots and reclaim.md go beside it
+  --out FILE     the report (default bench/out/report.md, --full: bench/out/full/report.md;
+                 bench/out/ is ignored by git); the PNG plots and reclaim.md go beside it
+  --publish      default report under bench/results/ instead (the tracked, published figures)
   --timeout S    per-run limit in seconds; a run over it is killed and FAILED
                  (default 300 with --quick, 1200 with --full)
   --list         print the workloads with their command lines and exit
@@ -762,6 +763,7 @@ def main():
     # Default: bench/results/report.md for --quick, bench/results/full/report.md for --full
     # (reclaim.md and the plots go beside it), so one run never overwrites the other.
     ap.add_argument("--out", default=None)
+    ap.add_argument("--publish", action="store_true")
     ap.add_argument("--timeout", type=float, default=None)
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--deferred", choices=["all", "programs", "none"], default=None)
@@ -772,7 +774,9 @@ def main():
     full = args.full
     mode = "full" if full else "quick"
     if args.out is None:
-        args.out = os.path.join(ROOT, "bench", "results", *(("full",) if full else ()), "report.md")
+        # Day-to-day runs stay out of git (bench/out/); --publish replaces the tracked figures.
+        args.out = os.path.join(ROOT, "bench", "results" if args.publish else "out",
+                                *(("full",) if full else ()), "report.md")
     timeout = args.timeout or (1200.0 if full else 300.0)
     deferred_scope = args.deferred or DEFERRED_DEFAULT[mode]
     workloads, prog_scale = all_workloads(full)

@@ -15,6 +15,7 @@
 namespace wfmm {
 void stats_collect(wfmm_stats* out);
 void stats_print(FILE* f);
+void stats_print_json(FILE* f);
 }  // namespace wfmm
 
 using namespace wfmm;
@@ -55,6 +56,8 @@ void* api::deferred_realloc(void* p, size_t n) {
 }
 
 extern "C" {
+
+WFMM_EXPORT const char* wfmm_version(void) noexcept { return WFMM_VERSION; }
 
 WFMM_EXPORT void* wfmm_malloc(size_t n) noexcept { return api::malloc_(n); }
 WFMM_EXPORT void wfmm_free(void* p) noexcept { api::free_(p, "free"); }
@@ -110,6 +113,10 @@ WFMM_EXPORT void wfmm_progress_get(struct wfmm_progress* out) noexcept {
 
 WFMM_EXPORT void wfmm_stats_print(FILE* out) noexcept {
   stats_print(out != nullptr ? out : stderr);
+}
+
+WFMM_EXPORT void wfmm_stats_print_json(FILE* out) noexcept {
+  stats_print_json(out != nullptr ? out : stderr);
 }
 
 }  // extern "C"

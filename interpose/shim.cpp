@@ -2,8 +2,10 @@
 // API (api.cpp), which holds the semantics. WFMM_NAME can prefix every exported name for a
 // build that links beside the system allocator.
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "api.h"
@@ -21,8 +23,34 @@ namespace {
 
 size_t page_size() { return size_t(sysconf(_SC_PAGESIZE)); }
 
+// WFMM_SHOW_STATS prints to stderr as it was at start: coreutils and others close stderr at
+// exit (close_stdout) before this destructor runs, so a duplicate of fd 2 is taken first.
+// Its device and inode are kept: a program that closed the duplicate and got the number back
+// for a file of its own must not receive the statistics.
+int g_stats_fd = -1;
+struct stat g_stats_fd_stat;
+
+__attribute__((constructor)) void wfmm_stats_fd_init() {
+  if (wfmm_option_get("show_stats") <= 0) return;
+  // A high number: programs that count on open() returning the lowest free descriptors
+  // (3, 4, ...) see the same numbers as without wfmm; 3 and up if the limit is lower.
+  g_stats_fd = fcntl(2, F_DUPFD_CLOEXEC, 200);
+  if (g_stats_fd < 0) g_stats_fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
+  if (g_stats_fd >= 0 && fstat(g_stats_fd, &g_stats_fd_stat) != 0) g_stats_fd = -1;
+}
+
 __attribute__((destructor)) void wfmm_at_exit() {
-  if (wfmm::option(wfmm::Opt::kShowStats) != 0) wfmm_stats_print(stderr);
+  long show = wfmm::option(wfmm::Opt::kShowStats);
+  if (show == 0) return;
+  FILE* f = nullptr;
+  struct stat now;
+  if (g_stats_fd >= 0 && fstat(g_stats_fd, &now) == 0 && now.st_dev == g_stats_fd_stat.st_dev &&
+      now.st_ino == g_stats_fd_stat.st_ino)
+    f = fdopen(g_stats_fd, "w");
+  FILE* out = f != nullptr ? f : stderr;
+  if (show == 2) wfmm_stats_print_json(out);
+  else wfmm_stats_print(out);
+  if (f != nullptr) fclose(f);
 }
 
 }  // namespace

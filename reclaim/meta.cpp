@@ -111,6 +111,7 @@ bool refill_region(Cache& t, size_t size) {
   char* m = static_cast<char*>(os::map_aligned(kRegion, os::kPageSize));
   if (m == nullptr) return false;
   g_bytes_mapped.fetch_add(int64_t(kRegion), std::memory_order_relaxed);
+  note_committed_peak();
   take_region(t, m, m + kRegion, size);
   return true;
 }
@@ -123,7 +124,10 @@ unsigned class_of(size_t bytes) {
 
 void* map(size_t bytes) {
   void* p = os::map_aligned(bytes, os::kPageSize);
-  if (p != nullptr) g_bytes_mapped.fetch_add(int64_t(bytes), std::memory_order_relaxed);
+  if (p != nullptr) {
+    g_bytes_mapped.fetch_add(int64_t(bytes), std::memory_order_relaxed);
+    note_committed_peak();
+  }
   return p;
 }
 

@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <string>
 #include <vector>
 
 #include "test_util.h"
@@ -220,6 +222,7 @@ TEST(Api, StatsTrackLiveBytesAndBlocks) {
   EXPECT_EQ(b.blocks_in_use - a.blocks_in_use, 1000u);
   EXPECT_EQ(b.bytes_in_use - a.bytes_in_use, 1000u * wfmm_usable_size(ps[0]));
   EXPECT_GE(b.bytes_mapped, b.bytes_committed);
+  EXPECT_GE(b.bytes_committed_peak, b.bytes_committed);
   EXPECT_GE(b.threads, 1u);
   for (void* p : ps) wfmm_free(p);
   wfmm_stats_get(&c);
@@ -233,6 +236,48 @@ TEST(Api, StatsTrackLiveBytesAndBlocks) {
   EXPECT_NE(strstr(buf, "wfmm: statistics"), nullptr);
   EXPECT_NE(strstr(buf, "MiB"), nullptr);
   free(buf);
+}
+
+// What a user reads at exit: the process line, labelled blocks, reclamation rows only once
+// reclamation was used; the JSON form on one line with every field.
+TEST(Api, StatsPrintTextAndJson) {
+  void* p = wfmm_malloc(100);
+  wfmm_stats s;
+  wfmm_stats_get(&s);
+  char* buf = nullptr;
+  size_t len = 0;
+  FILE* f = open_memstream(&buf, &len);
+  wfmm_stats_print(f);
+  fclose(f);
+  std::string text(buf, len);
+  free(buf);
+  EXPECT_EQ(text.rfind("wfmm: statistics of wfmm_unit_", 0), 0u) << text;
+  EXPECT_NE(text.find("(pid " + std::to_string(getpid()) + ", wfmm " WFMM_VERSION "): "),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find(" peak RSS "), std::string::npos) << text;
+  EXPECT_NE(text.find("\nwfmm: memory\nwfmm:   in use "), std::string::npos) << text;
+  EXPECT_NE(text.find("\nwfmm: calls\nwfmm:   malloc "), std::string::npos) << text;
+  bool reclaiming = s.retired != 0 || s.protect_slow != 0 || s.era > 1;
+  EXPECT_EQ(text.find("\nwfmm: reclamation\n") != std::string::npos, reclaiming) << text;
+
+  f = open_memstream(&buf, &len);
+  wfmm_stats_print_json(f);
+  fclose(f);
+  std::string json(buf, len);
+  free(buf);
+  EXPECT_EQ(json.rfind("{\"wfmm\": \"" WFMM_VERSION "\", \"program\": \"wfmm_unit_", 0), 0u)
+      << json;
+  EXPECT_EQ(json.find('\n'), json.size() - 1) << json;
+  EXPECT_EQ(json.substr(json.size() - 2), "}\n") << json;
+  for (const char* k : {"pid", "wall_s", "user_s", "sys_s", "peak_rss_bytes", "bytes_in_use",
+                        "bytes_mapped", "bytes_committed", "blocks_in_use", "retired",
+                        "reclaimed", "retired_pending", "retired_pending_bytes", "era",
+                        "protect_slow", "threads", "malloc_count", "free_count",
+                        "segments_cached", "deferred_bytes", "deferred_peak_bytes",
+                        "deferral_max_eras", "bytes_committed_peak"})
+    EXPECT_NE(json.find(std::string(", \"") + k + "\": "), std::string::npos) << k << json;
+  wfmm_free(p);
 }
 
 TEST(Api, CollectReturnsMemoryOfAFreedWorkingSet) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Runs the reclamation benchmark (bench_reclaim, one configuration per process) and writes
-bench/results/reclaim.md: throughput of xenium's containers under wfmm's xenium_reclaimer,
+bench/out/reclaim.md (--out; bench/results/ holds the published one): throughput of xenium's containers under wfmm's xenium_reclaimer,
 xenium's own schemes, a never-reclaiming "leak" scheme (the upper bound) and liburcu's
 cds_lfht (QSBR and memb flavours, hash-map rows only); retired-but-unreclaimed nodes (mean
 and peak, sampled every 10 ms); a stalled-reader table; a stalled-reader time series
@@ -25,7 +25,7 @@ times out, prints no JSON line, reads back a value it did not store (bad > 0), o
 node count other than the operations imply (linked != linked_expected, or retired -
 reclaimed != made - gone - linked). FAILED cells stay in the tables and are listed at the
 end. Exit status 1 when any configuration FAILED.
-Raw JSON lines go to bench/results/raw/reclaim.jsonl (ignored by git).
+Raw JSON lines go to raw/reclaim.jsonl beside the report (ignored by git).
 """
 import argparse
 import json
@@ -209,7 +209,7 @@ def main():
     ap.add_argument("--schemes", default=",".join(SCHEMES))
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "reclaim.md"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "out", "reclaim.md"))
     ap.add_argument("--raw", default=None,
                     help="raw JSON lines (default: raw/reclaim.jsonl beside --out)")
     ap.add_argument("--summary", default=None, help="JSON summary for bench/run_suite.py")

@@ -17,12 +17,24 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* The version of this header; CMakeLists.txt reads these three lines for project(VERSION),
+ * so they are the one place a release number is written. The library's SONAME carries the
+ * major number (libwfmm.so.0). */
+#define WFMM_VERSION_MAJOR 0
+#define WFMM_VERSION_MINOR 1
+#define WFMM_VERSION_PATCH 0
+#define WFMM_VERSION "0.1.0"
+
 #ifdef __cplusplus
 extern "C" {
 #define WFMM_NOEXCEPT noexcept
 #else
 #define WFMM_NOEXCEPT
 #endif
+
+/* The version of the library actually loaded ("0.1.0"), which may be newer than the
+ * WFMM_VERSION a program was compiled with. */
+const char* wfmm_version(void) WFMM_NOEXCEPT;
 
 void* wfmm_malloc(size_t size) WFMM_NOEXCEPT;
 void* wfmm_calloc(size_t count, size_t size) WFMM_NOEXCEPT;
@@ -66,6 +78,7 @@ struct wfmm_stats {
   uint64_t deferred_bytes;      /* deferred free: bytes freed, not yet reusable */
   uint64_t deferred_peak_bytes; /* deferred free: the most at once */
   uint64_t deferral_max_eras;   /* deferred free: longest wait of a batch, in eras */
+  uint64_t bytes_committed_peak; /* the most bytes_committed at once since start */
 };
 
 void wfmm_stats_get(struct wfmm_stats* out) WFMM_NOEXCEPT;
@@ -135,8 +148,14 @@ struct wfmm_progress {
 };
 void wfmm_progress_get(struct wfmm_progress* out) WFMM_NOEXCEPT;
 
-/* Human-readable statistics, with units. */
+/* Human-readable statistics, with units: a line about the process (name, pid, wall and CPU
+ * time, peak RSS), then labelled blocks: memory, calls, and reclamation and deferred free
+ * only once the program used them. WFMM_SHOW_STATS=1 prints it at exit. */
 void wfmm_stats_print(FILE* out) WFMM_NOEXCEPT;
+/* The same as one JSON object on one line: "wfmm" (version), "program", "pid", "wall_s",
+ * "user_s", "sys_s", "peak_rss_bytes", then every field of struct wfmm_stats by its name
+ * (bytes in bytes). WFMM_SHOW_STATS=json prints it at exit. */
+void wfmm_stats_print_json(FILE* out) WFMM_NOEXCEPT;
 
 #ifdef __cplusplus
 }
