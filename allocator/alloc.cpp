@@ -58,7 +58,7 @@ size_t usable_size(const void* p, const char* who) {
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
   uint16_t e = segment_map_entry(a);
   if (e == 0) {
-    report_error(who, "invalid pointer (not allocated by wfmm)", p);
+    report_unmapped(who, "use of a freed block", p);
     return 0;
   }
   Segment* s = segment_containing(a);
@@ -79,7 +79,7 @@ void* reallocate(void* p, size_t n, const char* who) {
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
   uint16_t e = segment_map_entry(a);
   if (e == 0) {
-    report_error(who, "invalid pointer (not allocated by wfmm)", p);
+    report_unmapped(who, "use of a freed block", p);
     return nullptr;
   }
   if (WFMM_UNLIKELY(block_retired(p))) {

@@ -63,6 +63,20 @@ void report_error(const char* who, const char* what, const void* p) {
   if (!cont) abort();
 }
 
+void report_corruption(const char* list, const void* page, size_t block_size, const void* block,
+                       uintptr_t link) {
+  bool cont = option(Opt::kOnError) == 1;
+  Msg m;
+  m.add("heap corruption: ").add(list).add(" of page ").hex(reinterpret_cast<uintptr_t>(page));
+  m.add(" (").udec(block_size).add("-byte blocks): freed block ");
+  m.hex(reinterpret_cast<uintptr_t>(block)).add(" was modified (its link decodes to ").hex(link);
+  m.add(", not a block of the page)");
+  m.add(cont ? " (rest of the list dropped: WFMM_ON_ERROR=continue)"
+             : " (aborting; WFMM_ON_ERROR=continue to go on)")
+      .emit();
+  if (!cont) abort();
+}
+
 void assert_fail(const char* cond, const char* file, int line) {
   Msg()
       .add("internal assertion failed: ")

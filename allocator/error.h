@@ -27,4 +27,11 @@ class Msg {
 // returns and the caller drops the request without touching the heap.
 WFMM_COLD void report_error(const char* who, const char* what, const void* p);
 
+// A free-list link that fails its check: the program wrote to a freed block (use after free
+// or an overflow into a free neighbour). Prints "wfmm: heap corruption: <list> of page <page>
+// (<size>-byte blocks): freed block <block> was modified (link <link>)" then aborts, unless
+// WFMM_ON_ERROR=continue; then it returns and the caller drops the rest of that list.
+WFMM_COLD void report_corruption(const char* list, const void* page, size_t block_size,
+                                 const void* block, uintptr_t link);
+
 }  // namespace wfmm

@@ -123,17 +123,19 @@ uint32_t take_chain(Page* pg, Block* x) {
   while (x != nullptr) {
     // (P2) acquire: pairs with (P1) in push_remote; the link and the block's contents are
     // visible once the link is.
-    Block* nx = pg->decode(x->next.load(std::memory_order_acquire));
-    if (reinterpret_cast<uintptr_t>(nx) == kPendingLink) {
+    uintptr_t link = x->next.load(std::memory_order_acquire) ^ pg->key_;
+    if (link == kPendingLink) {
       x->parked_next = pg->parked_;
       pg->parked_ = x;
       break;
     }
-    if (WFMM_UNLIKELY(nx != nullptr && !pg->is_block_start(reinterpret_cast<uintptr_t>(nx)))) {
-      // A freed block was written to (use after free): drop the rest of the chain rather
-      // than follow a forged pointer. The dropped blocks leak; nothing is corrupted.
-      report_error("free", "heap corruption: a freed block was modified; its page's remote list at",
-                   x);
+    // A bad link (the block was written to after its free) ends the chain: the rest is
+    // dropped (leaked: still counted in use, as they were while on this list), never
+    // followed. x itself is linked below as usual.
+    Block* nx = reinterpret_cast<Block*>(link);
+    if (WFMM_UNLIKELY(!free_link_ok(pg, link))) {
+      report_corruption("remote free list", reinterpret_cast<void*>(pg->start_), pg->block_size_,
+                        x, link);
       nx = nullptr;
     }
     x->next.store(pg->encode(pg->free_), std::memory_order_relaxed);
@@ -151,7 +153,14 @@ void collect_remote(Page* pg) {
   Block* parked = pg->parked_;
   pg->parked_ = nullptr;
   while (parked != nullptr) {
+    // Word 0 of a parked block is ours too, so it is checked like a link (its first word is
+    // where a use after free writes first).
     Block* next_parked = parked->parked_next;
+    if (WFMM_UNLIKELY(!free_link_ok(pg, reinterpret_cast<uintptr_t>(next_parked)))) {
+      report_corruption("parked remote frees", reinterpret_cast<void*>(pg->start_),
+                        pg->block_size_, parked, reinterpret_cast<uintptr_t>(next_parked));
+      next_parked = nullptr;  // continue mode: the blocks parked behind it leak
+    }
     n += take_chain(pg, parked);
     parked = next_parked;
   }
@@ -617,10 +626,60 @@ void* malloc_slow(size_t n) {
     if (pg == nullptr) return nullptr;
   }
   Block* b = pg->free_;
-  pg->free_ = pg->decode(b->next.load(std::memory_order_relaxed));
+  pg->free_ = free_next(pg, b, "free list");
   b->next.store(0, std::memory_order_relaxed);
   pg->used_++;
   stat_add(h->stats_.malloc_class[cls], 1);
+  birth_note(h, pg, b);
+  return b;
+}
+
+// Continue mode, after a cut in free_ or local_free_: the blocks behind the cut are
+// neither free nor live any more, so count them as in use for good (leaked), which keeps
+// the identity used_ = capacity_ - |free_| - |local_free_| (types.h) and keeps the page
+// from ever looking empty while a stray pointer may still write into it. Walks both lists,
+// cutting any other bad link it meets the same way. Bound: reserved_ steps per list.
+static void page_recount_after_cut(Page* pg) {
+  uint32_t nfree = 0;
+  static const char* const kNames[2] = {"free list", "local free list"};
+  for (unsigned k = 0; k < 2; ++k) {
+    Block* l = k == 0 ? pg->free_ : pg->local_free_;
+    for (uint32_t i = 0; l != nullptr && i < pg->reserved_; ++i) {
+      ++nfree;
+      uintptr_t link = l->next.load(std::memory_order_relaxed) ^ pg->key_;
+      if (WFMM_UNLIKELY(!free_link_ok(pg, link))) {
+        report_corruption(kNames[k], reinterpret_cast<void*>(pg->start_), pg->block_size_, l,
+                          link);
+        l->next.store(pg->encode(nullptr), std::memory_order_relaxed);
+        link = 0;
+      }
+      l = reinterpret_cast<Block*>(link);
+    }
+  }
+  pg->used_ = nfree <= pg->capacity_ ? pg->capacity_ - nfree : 0;
+}
+
+// A link of b, on free_ or local_free_, that failed free_link_ok: report, and (continue
+// mode) make b the end of its list, so that no later walk follows the bad link either, and
+// count what was behind it as leaked. Owner only.
+Block* free_link_bad(Page* pg, Block* b, uintptr_t link, const char* list) {
+  report_corruption(list, reinterpret_cast<void*>(pg->start_), pg->block_size_, b, link);
+  b->next.store(pg->encode(nullptr), std::memory_order_relaxed);
+  page_recount_after_cut(pg);
+  return nullptr;
+}
+
+// The end of the malloc fast path's pop of b when the link it moved to free_ is neither a
+// block start of the page nor null, or when birth eras are being recorded. A bad link is a
+// freed block written to: report; in continue mode drop the rest of the list (b, already
+// counted out, is handed out).
+WFMM_NOINLINE void* malloc_link_slow(Heap* h, Page* pg, Block* b) {
+  uintptr_t link = reinterpret_cast<uintptr_t>(pg->free_);
+  if (WFMM_UNLIKELY(!free_link_ok(pg, link))) {
+    report_corruption("free list", reinterpret_cast<void*>(pg->start_), pg->block_size_, b, link);
+    pg->free_ = nullptr;
+    page_recount_after_cut(pg);
+  }
   birth_note(h, pg, b);
   return b;
 }
@@ -631,18 +690,20 @@ void page_became_empty(Heap* h, Page* pg) {
 }
 
 // Owner: is b (whose link word looks free) on one of the page's free lists? Collects
-// remote frees first. Bound: each list is walked at most reserved_ steps, every entry
-// checked before it is followed, so a list corrupted by a use-after-free write ends the
-// walk instead of leading it astray. Blocks chained behind a parked block cannot be walked
-// (their pusher has not linked them yet): with one present, the keyed link alone decides.
+// remote frees first. Bound: each list is walked at most reserved_ steps, every link
+// checked before it is followed (free_next), so a list corrupted by a use-after-free write
+// is reported and cut there instead of leading the walk astray. Blocks chained behind a
+// parked block cannot be walked (their pusher has not linked them yet): with one present,
+// the keyed link alone decides.
 bool page_holds_free(Page* pg, Block* b) {
   collect_remote(pg);
   uint32_t limit = pg->reserved_ + 1;
-  for (Block* l : {pg->free_, pg->local_free_}) {
+  static const char* const kNames[2] = {"free list", "local free list"};
+  for (unsigned k = 0; k < 2; ++k) {
+    Block* l = k == 0 ? pg->free_ : pg->local_free_;
     for (uint32_t i = 0; l != nullptr && i < limit; ++i) {
       if (l == b) return true;
-      if (!pg->is_block_start(reinterpret_cast<uintptr_t>(l))) break;
-      l = pg->decode(l->next.load(std::memory_order_relaxed));
+      l = free_next(pg, l, kNames[k]);
     }
   }
   if (pg->parked_ != nullptr) return true;
@@ -700,10 +761,20 @@ void count_malloc(size_t bytes) {
   count(st.malloc_large_bytes, int64_t(bytes));
 }
 
+// A pointer with no map entry: a large/huge block freed before (its range is unmapped
+// now), or never ours.
+WFMM_COLD void report_unmapped(const char* who, const char* freed, const void* p) {
+  report_error(who,
+               segment_block_was_unmapped(reinterpret_cast<uintptr_t>(p))
+                   ? freed
+                   : "invalid pointer (not allocated by wfmm)",
+               p);
+}
+
 void free_not_local(void* p, const char* who) {
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
   uint16_t e = segment_map_entry(a);
-  if (e == 0) return report_error(who, "invalid pointer (not allocated by wfmm)", p);
+  if (e == 0) return report_unmapped(who, "double free of", p);
   if (WFMM_UNLIKELY(block_retired(p))) return report_error(who, kFreeOfRetired, p);
   Segment* s = segment_containing(a);
   if (s->kind_ == SegmentKind::kLarge || s->kind_ == SegmentKind::kHuge)

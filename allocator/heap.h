@@ -14,7 +14,38 @@ void* malloc_slow(size_t n);
 void page_became_empty(Heap* h, Page* pg);
 void free_local_checked(Heap* h, Page* pg, Block* b, const char* who);
 void free_not_local(void* p, const char* who);
+// Reports a pointer with no segment-map entry: `freed` if it is a large/huge block whose
+// range was unmapped after its free, else "invalid pointer (not allocated by wfmm)".
+void report_unmapped(const char* who, const char* freed, const void* p);
 bool page_holds_free(Page* pg, Block* b);
+// A link of b, on free_ or local_free_, that failed free_link_ok: reports (heap
+// corruption), then, in continue mode, makes b the end of its list, counts the blocks cut
+// off as leaked (in use for good) and returns null. Owner only.
+Block* free_link_bad(Page* pg, Block* b, uintptr_t link, const char* list);
+// The rest of the malloc fast path's pop of b when the link it left in free_ is neither a
+// block start nor null (corrupt: reported; in continue mode the rest of the list is
+// dropped) or when b needs its birth era recorded. Returns b.
+__attribute__((returns_nonnull)) void* malloc_link_slow(Heap* h, Page* pg, Block* b);
+
+// ---- free-list links ----
+// Every link is checked before it is followed (malloc's pop, the local list once it
+// becomes free_, the remote chain on collect, the double-free scan): a decoded link must
+// be null or the start of a carved block of the same page (is_block_start: one compare
+// and one multiply). A freed block the program wrote to (use after free, an overflow into
+// a free neighbour) decodes to a random value, which passes with chance capacity/2^64
+// (< 2^-52); a write to its low bytes only lands off a block start unless it moves the
+// link by whole blocks inside the page.
+WFMM_INLINE bool free_link_ok(const Page* pg, uintptr_t link) {
+  return WFMM_LIKELY(pg->is_block_start(link)) || link == 0;
+}
+
+// The next block after b on the page's list `list`, checked. A bad link is reported (abort,
+// or with WFMM_ON_ERROR=continue b becomes the list's end and null is returned).
+WFMM_INLINE Block* free_next(Page* pg, Block* b, const char* list) {
+  uintptr_t link = b->next.load(std::memory_order_relaxed) ^ pg->key_;
+  if (WFMM_UNLIKELY(!free_link_ok(pg, link))) return free_link_bad(pg, b, link, list);
+  return reinterpret_cast<Block*>(link);
+}
 
 // ---- internal API used by the C API layer (interpose/api.cpp) and later by reclaim ----
 // Pre for all: sizes are at most kMaxAllocSize (callers check overflow first).
@@ -68,11 +99,24 @@ WFMM_INLINE void* heap_malloc_fast(size_t n) {
     if (b == nullptr) return nullptr;
     pg->local_free_ = nullptr;
   }
-  pg->free_ = pg->decode(b->next.load(std::memory_order_relaxed));
+  uintptr_t link = b->next.load(std::memory_order_relaxed) ^ pg->key_;
+  pg->free_ = reinterpret_cast<Block*>(link);
   b->next.store(0, std::memory_order_relaxed);  // a live block carries no valid link
   pg->used_++;
   stat_inc(h->stats_.malloc_class[pg->class_]);
-  birth_note(h, pg, b);
+  // The link check, after the stores (which only park the unchecked link in free_; nothing
+  // follows it before the check). A bad link and blocks that need a birth era (g_track,
+  // birth.h) leave by one jump: with birth_note inline here the compiler kept b in a
+  // callee-saved register across its call (a push and a pop on every malloc); as a tail
+  // call the fast path has no frame.
+  if (WFMM_UNLIKELY(!pg->is_block_start(link))) {
+    if (link != 0) return malloc_link_slow(h, pg, b);
+    // The list ran out: take this thread's frees now (what the next malloc would do
+    // first), so the list's end costs one unusual branch here instead of one more there.
+    pg->free_ = pg->local_free_;
+    pg->local_free_ = nullptr;
+  }
+  if (WFMM_UNLIKELY(g_track.load(std::memory_order_relaxed))) return malloc_link_slow(h, pg, b);
   return b;
 }
 

@@ -40,6 +40,23 @@ constexpr unsigned kAbandonLists = 8;
 HandoffStack<Segment, true> g_abandoned[kAbandonLists];
 std::atomic<unsigned> g_abandon_next{0};
 
+// Starts of large and huge blocks whose address range went back to the OS (unmapped, or
+// left behind by a moving mremap): a second free of one finds no map entry, and this tells
+// it from a pointer wfmm never handed out. A ring of the most recent kUnmappedRing: bounded
+// memory (8 KiB of .bss), one fetch_add and one store per unmap (wait-free), scanned only
+// when a free has already failed. An address wfmm maps again has a map entry, so a stale
+// entry is never consulted for it.
+inline constexpr unsigned kUnmappedRing = 1024;
+std::atomic<uintptr_t> g_unmapped[kUnmappedRing];
+std::atomic<uint64_t> g_unmapped_next{0};
+
+void remember_unmapped(uintptr_t block) {
+  uint64_t i = g_unmapped_next.fetch_add(1, std::memory_order_relaxed);
+  // release: the entry is in place before the map entry is cleared (also release); a later
+  // free that reads the cleared entry and this slot (acquire) sees the block.
+  g_unmapped[i % kUnmappedRing].store(block, std::memory_order_release);
+}
+
 size_t chunks(size_t bytes) { return (bytes + kSegmentSize - 1) >> kSegmentShift; }
 
 // Resizes a huge segment's mapping; returns its (possibly new) address, or null with the
@@ -127,6 +144,10 @@ Segment* cache_take(size_t lo, size_t hi, size_t grow_from = 0) {
 void unmap_segment(Segment* s) {
   size_t size = s->size_;
   int64_t purged = 0;
+  // Its block (if it ever had one: start_ is set by large_alloc) is freed by now.
+  if ((s->kind_ == SegmentKind::kLarge || s->kind_ == SegmentKind::kHuge) &&
+      s->pages_[0].start_ != 0)
+    remember_unmapped(s->pages_[0].start_);
   if (s->kind_ == SegmentKind::kSmall || s->kind_ == SegmentKind::kMedium) {
     for (unsigned i = 0; i < kMaxPagesPerSegment; ++i)
       if (s->pages_[i].purged_) purged += int64_t(page_area(s, &s->pages_[i]));
@@ -178,8 +199,11 @@ void init_header(Segment* s, SegmentKind kind, size_t size, bool fresh) {
 Segment* segment_resize(Segment* s, size_t new_size) {
   size_t old_size = s->size_;
   Segment* old = s;
+  uintptr_t old_block = s->pages_[0].start_;
   s = huge_remap(s, old_size, new_size);
   if (s == nullptr) return nullptr;
+  // A move leaves the old block address unmapped: freeing it again is a double free.
+  if (s != old && old_block != 0) remember_unmapped(old_block);
   // The header moved with the pages, side word included, but a cached pointer to it did
   // not: the next user re-attaches (birth.cpp computes it from the segment address).
   if (s != old) s->pages_[0].xside_.store(nullptr, std::memory_order_relaxed);
@@ -188,6 +212,14 @@ Segment* segment_resize(Segment* s, size_t new_size) {
   g_bytes_mapped.fetch_add(int64_t(new_size) - int64_t(old_size), std::memory_order_relaxed);
   if (new_size > old_size) note_committed_peak();
   return s;
+}
+
+bool segment_block_was_unmapped(uintptr_t p) {
+  if (p == 0) return false;  // an empty slot
+  // Bound: kUnmappedRing entries.
+  for (unsigned i = 0; i < kUnmappedRing; ++i)
+    if (g_unmapped[i].load(std::memory_order_acquire) == p) return true;
+  return false;
 }
 
 size_t page_area(const Segment* s, const Page* pg) {

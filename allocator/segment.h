@@ -43,6 +43,10 @@ bool segment_cache_expire(bool force);
 void segment_fork_prepare();
 void segment_fork_release();
 
+// True if p is the start of a large or huge block whose range was unmapped (or moved away
+// by mremap) among the last 1024 such: a free of p is a double free. Error paths only.
+bool segment_block_was_unmapped(uintptr_t p);
+
 // Area of page `pg` usable for blocks.
 size_t page_area(const Segment* s, const Page* pg);
 

@@ -144,6 +144,67 @@ void json_string(FILE* f, const char* s) {
 
 }  // namespace
 
+// malloc_info's XML, in glibc's shape (malloc > heap > sizes/total/system/aspace) so tools
+// that parse glibc's output read ours, with wfmm's meanings: one <heap> for the whole
+// process (heaps are per thread and their counters are summed), <size> elements for the
+// size classes with live blocks (glibc lists free chunks; wfmm keeps no free counts outside
+// the owning thread), "rest" = small and medium blocks in use, "mmap" = large and huge
+// blocks in use, "current"/"max" = committed bytes, "total" = mapped bytes.
+void stats_print_xml(FILE* f) {
+  int64_t live[kNumClasses] = {};
+  int64_t large_count = 0, large_bytes = 0;
+  auto add = [&](Heap* h) {
+    const ThreadStats& st = h->stats_;
+    for (unsigned c = 0; c < kNumClasses; ++c)
+      live[c] += st.malloc_class[c].load(std::memory_order_relaxed) -
+                 st.free_class[c].load(std::memory_order_relaxed);
+    large_count += st.malloc_large.load(std::memory_order_relaxed) -
+                   st.free_large.load(std::memory_order_relaxed);
+    large_bytes += st.malloc_large_bytes.load(std::memory_order_relaxed) -
+                   st.free_large_bytes.load(std::memory_order_relaxed);
+  };
+  add(&g_empty_heap);
+  // Bound: the heaps ever created; a heap still being registered ends the walk (its
+  // counters are counted next time).
+  for (Heap* h = heap_registry_first(); h != nullptr && reinterpret_cast<uintptr_t>(h) != 1;
+       h = h->xall_next_.load(std::memory_order_acquire))
+    add(h);
+  wfmm_stats s;
+  stats_collect(&s);
+  auto u = [](int64_t v) { return (unsigned long long)(v > 0 ? v : 0); };
+  int64_t small_count = 0, small_bytes = 0;
+  fprintf(f, "<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n");
+  for (unsigned c = 0; c < kNumClasses; ++c) {
+    if (live[c] <= 0) continue;
+    int64_t size = int64_t(class_size(c));
+    small_count += live[c];
+    small_bytes += live[c] * size;
+    fprintf(f, "  <size from=\"%llu\" to=\"%llu\" total=\"%llu\" count=\"%llu\"/>\n",
+            u(c == 0 ? 1 : int64_t(class_size(c - 1)) + 1), u(size), u(live[c] * size), u(live[c]));
+  }
+  unsigned long long committed = (unsigned long long)s.bytes_committed;
+  unsigned long long mapped = (unsigned long long)s.bytes_mapped;
+  fprintf(f, "</sizes>\n<total type=\"fast\" count=\"0\" size=\"0\"/>\n");
+  fprintf(f, "<total type=\"rest\" count=\"%llu\" size=\"%llu\"/>\n", u(small_count),
+          u(small_bytes));
+  fprintf(f, "<system type=\"current\" size=\"%llu\"/>\n<system type=\"max\" size=\"%llu\"/>\n",
+          committed, committed);
+  fprintf(f, "<aspace type=\"total\" size=\"%llu\"/>\n<aspace type=\"mprotect\" size=\"%llu\"/>\n",
+          mapped, mapped);
+  fprintf(f, "</heap>\n<total type=\"fast\" count=\"0\" size=\"0\"/>\n");
+  fprintf(f, "<total type=\"rest\" count=\"%llu\" size=\"%llu\"/>\n", u(small_count),
+          u(small_bytes));
+  fprintf(f, "<total type=\"mmap\" count=\"%llu\" size=\"%llu\"/>\n", u(large_count),
+          u(large_bytes));
+  fprintf(f, "<system type=\"current\" size=\"%llu\"/>\n<system type=\"max\" size=\"%llu\"/>\n",
+          committed, committed);
+  fprintf(f, "<aspace type=\"total\" size=\"%llu\"/>\n<aspace type=\"mprotect\" size=\"%llu\"/>\n",
+          mapped, mapped);
+  fprintf(f, "</malloc>\n");
+  fflush(f);
+}
+
+
 // Labelled blocks (memory, calls, then reclamation and deferred free only when the program
 // used them), under one line about the process: what a user reading stderr at exit wants.
 void stats_print(FILE* f) {

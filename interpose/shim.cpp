@@ -19,6 +19,10 @@
 #define WFMM_NAME(n) n
 #endif
 
+namespace wfmm {
+void stats_print_xml(FILE* f);  // allocator/stats.cpp
+}  // namespace wfmm
+
 namespace {
 
 size_t page_size() { return size_t(sysconf(_SC_PAGESIZE)); }
@@ -159,6 +163,17 @@ WFMM_EXPORT struct mallinfo WFMM_NAME(mallinfo)() noexcept {
 WFMM_EXPORT int WFMM_NAME(mallopt)(int, int) noexcept { return 1; }
 
 WFMM_EXPORT void WFMM_NAME(malloc_stats)() noexcept { wfmm_stats_print(stderr); }
+
+// wfmm's statistics as XML in glibc's shape (stats.cpp says what each element means).
+// Like glibc: options must be 0 (else EINVAL and -1); returns 0.
+WFMM_EXPORT int WFMM_NAME(malloc_info)(int options, FILE* f) noexcept {
+  if (options != 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  wfmm::stats_print_xml(f);
+  return 0;
+}
 
 }  // extern "C"
 

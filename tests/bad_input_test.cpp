@@ -15,12 +15,57 @@
 using wfmm_test::check;
 using wfmm_test::fill;
 
+namespace wfmm {
+const char* heap_validate();  // heap.cpp: the calling thread's heap against types.h
+}
+
 namespace {
 
 struct ContinueMode {
   ContinueMode() { wfmm_option_set("on_error", 1); }
   ~ContinueMode() { wfmm_option_set("on_error", 0); }
 };
+
+// The program's bug, written so the compiler must emit it: bytes stored one at a time
+// through a volatile pointer, in a function it cannot see into from the caller.
+__attribute__((noinline)) void scribble(void* p, size_t n) {
+  volatile unsigned char* c = static_cast<volatile unsigned char*>(p);
+  for (size_t i = 0; i < n; ++i) c[i] = static_cast<unsigned char>(0x41 + i % 26);
+}
+
+// Issue 12's first case: 16 blocks of 24 bytes freed, the first 16 bytes of one overwritten,
+// then mallocs of 24 bytes. In a fresh thread, so the heap's state is known: the freed
+// blocks sit on the page's local free list behind its untouched blocks (at most one
+// kExtendBytes carve, 128 blocks of 32 bytes), and 512 mallocs reach them.
+// (In continue mode the heap's invariants must still hold afterwards.)
+void use_after_free_then_mallocs() {
+  std::thread([] {
+    void* b[16];
+    for (auto& p : b) p = wfmm_malloc(24);
+    for (auto p : b) wfmm_free(p);
+    scribble(b[9], 16);
+    for (int i = 0; i < 512; ++i) wfmm_malloc(24);
+    const char* why = wfmm::heap_validate();
+    EXPECT_EQ(why, nullptr) << why;
+  }).join();
+}
+
+// Issue 12's second case: a 24-byte block written with 64 bytes while its two neighbours
+// (32-byte blocks, carved in address order in a fresh page) are free.
+void overflow_into_free_neighbours() {
+  std::thread([] {
+    char* a = static_cast<char*>(wfmm_malloc(24));
+    char* n1 = static_cast<char*>(wfmm_malloc(24));
+    char* n2 = static_cast<char*>(wfmm_malloc(24));
+    if (n1 != a + 32 || n2 != a + 64) abort();  // the layout the test relies on
+    wfmm_free(n2);
+    wfmm_free(n1);
+    scribble(a, 64);
+    for (int i = 0; i < 512; ++i) wfmm_malloc(24);
+    const char* why = wfmm::heap_validate();
+    EXPECT_EQ(why, nullptr) << why;
+  }).join();
+}
 
 }  // namespace
 
@@ -64,7 +109,96 @@ TEST(BadInputDeath, DoubleFreeLargeAndHuge) {
         wfmm_free(p);
         wfmm_free(keep);
       },
-      "wfmm: free: (double free|invalid pointer)");
+      "wfmm: free: double free of 0x");
+}
+
+// Above the 64 MiB huge-segment cache a freed huge block is unmapped at once: its second
+// free finds no map entry and is still named a double free.
+TEST(BadInputDeath, DoubleFreeHugeUnmapped) {
+  EXPECT_DEATH(
+      {
+        void* p = wfmm_malloc(size_t(100) << 20);
+        wfmm_free(p);
+        wfmm_free(p);
+      },
+      "wfmm: free: double free of 0x");
+  EXPECT_DEATH(
+      {
+        void* p = wfmm_malloc(size_t(100) << 20);
+        wfmm_free(p);
+        wfmm_realloc(p, 10);
+      },
+      "wfmm: realloc: use of a freed block 0x");
+  // A huge block moved by realloc (mremap) leaves its old address unmapped.
+  EXPECT_DEATH(
+      {
+        void* p = wfmm_malloc(size_t(100) << 20);
+        void* keep = wfmm_malloc(size_t(100) << 20);  // likely stops an in-place growth
+        void* q = wfmm_realloc(p, size_t(300) << 20);
+        if (q == p) {
+          wfmm_free(q);
+          q = nullptr;  // grew in place: free it twice instead
+        }
+        wfmm_free(p);
+        wfmm_free(keep);
+        if (q != nullptr) wfmm_free(q);
+      },
+      "wfmm: free: double free of 0x");
+}
+
+// A freed block written to is found when its free-list link is followed (here: the
+// malloc fast path's pop), with the page and block named; SIGSEGV before issue 12.
+TEST(BadInputDeath, UseAfterFreeCorruptsFreeList) {
+  EXPECT_DEATH(use_after_free_then_mallocs(),
+               "wfmm: heap corruption: free list of page 0x[0-9a-f]+ \\(32-byte blocks\\): "
+               "freed block 0x[0-9a-f]+ was modified");
+}
+
+TEST(BadInputDeath, OverflowIntoFreeNeighbour) {
+  EXPECT_DEATH(overflow_into_free_neighbours(), "wfmm: heap corruption: free list of page 0x");
+}
+
+// The same on the remote list: blocks freed by another thread, one written after its free,
+// found when the owner collects them.
+TEST(BadInputDeath, UseAfterRemoteFreeCorruptsRemoteList) {
+  EXPECT_DEATH(
+      {
+        std::thread([] {
+          void* b[16];
+          for (auto& p : b) p = wfmm_malloc(200);
+          std::thread([&b] {
+            for (auto p : b) wfmm_free(p);
+          }).join();
+          scribble(b[5], 16);
+          for (int i = 0; i < 4096; ++i) wfmm_malloc(200);
+        }).join();
+      },
+      "wfmm: heap corruption: remote free list of page 0x");
+}
+
+// Continue mode: the report, then the rest of the list dropped; the heap stays usable and
+// never hands out a block twice.
+TEST(BadInput, ContinueModeDropsACorruptedList) {
+  ContinueMode on;
+  testing::internal::CaptureStderr();
+  use_after_free_then_mallocs();
+  overflow_into_free_neighbours();
+  std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("wfmm: heap corruption: free list of page"), std::string::npos) << err;
+  EXPECT_NE(err.find("rest of the list dropped"), std::string::npos) << err;
+  std::thread([] {
+    std::vector<void*> got;
+    for (int i = 0; i < 4000; ++i) {
+      void* p = wfmm_malloc(24);
+      fill(p, 24, i);
+      got.push_back(p);
+    }
+    std::vector<void*> sorted = got;
+    std::sort(sorted.begin(), sorted.end());
+    EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end());
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_TRUE(check(got[i], 24, i));
+    for (void* p : got) wfmm_free(p);
+  }).join();
 }
 
 TEST(BadInputDeath, InteriorPointer) {

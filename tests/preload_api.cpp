@@ -148,6 +148,28 @@ static void c_entry_points() {
   struct mallinfo mo = mallinfo();
 #pragma GCC diagnostic pop
   CHECK(mo.uordblks > 0);
+  // malloc_info: wfmm's figures in glibc's XML shape (glibc's own would be an empty heap).
+  {
+    char* xml = nullptr;
+    size_t xml_len = 0;
+    FILE* xf = open_memstream(&xml, &xml_len);
+    CHECK(malloc_info(0, xf) == 0);
+    fclose(xf);
+    std::string s(xml, xml_len);
+    free(xml);
+    CHECK(s.rfind("<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n", 0) == 0);
+    CHECK(s.size() > 10 && s.compare(s.size() - 10, 10, "</malloc>\n") == 0);
+    // The 10000 live blocks of 1000 bytes (class 1024) show in their size element, and the
+    // elements balance (every opened element is closed).
+    CHECK(s.find("to=\"1024\"") != std::string::npos);
+    CHECK(s.find("</heap>") != std::string::npos && s.find("</sizes>") != std::string::npos);
+    size_t rest = s.rfind("<total type=\"rest\" count=\"");
+    CHECK(rest != std::string::npos && strtoull(s.c_str() + rest + 26, nullptr, 10) >= 10000);
+    CHECK(s.find("<total type=\"mmap\"") != std::string::npos);
+    CHECK(s.find("<aspace type=\"total\" size=\"") != std::string::npos);
+    errno = 0;
+    CHECK(malloc_info(1, stderr) == -1 && errno == EINVAL);
+  }
   for (void* p : many) free(p);
   CHECK(malloc_trim(0) == 1);
   CHECK(mallopt(M_ARENA_MAX, 2) == 1);
