@@ -1,6 +1,7 @@
 // Safe memory reclamation, Crystalline-W inside the heaps (reclaim/README.md). The fast
 // paths (enter, leave of a nested region, protect when the era has not moved) are inline
-// here; everything else is in reclaim.cpp. Includes allocator headers only.
+// here; everything else is in the .cpp files of reclaim/ (README.md). Includes allocator
+// headers only.
 #pragma once
 #include <atomic>
 
@@ -46,11 +47,11 @@ struct Local {
   uint64_t reap_tick;            // deferred frees, for reap_held's pacing
 };
 // Exported as wfmm_thread_v1: include/wfmm/fast.h inlines the fast paths of enter, leave and
-// protect in callers over this struct's first fields (offsets asserted in reclaim.cpp).
+// protect in callers over this struct's first fields (offsets asserted in records.cpp).
 extern __thread Local t_local __asm__("wfmm_thread_v1")
     __attribute__((tls_model("initial-exec"), visibility("default")));
 
-// Out of line (reclaim.cpp).
+// Out of line (records, protect, retire, frees, deferred, sync .cpp).
 void enter_slow();
 void leave_slow();
 // (Exported for include/wfmm/fast.h's inline leave.)

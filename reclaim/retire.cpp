@@ -1,0 +1,285 @@
+// Retire, batches and their publication: items go into partial batches, a full batch is
+// published (one pass over the reservations, a cell inserted into each that may reach it).
+// Owns E4 (publish's fence), E6 (the retirer's in_region read), R1/R2 and E8's counting.
+#include "internal.h"
+
+#include <new>
+
+#include "error.h"
+#include "meta.h"
+#include "options.h"
+
+namespace wfmm::reclaim {
+
+namespace {
+
+Cell* next_cell(Batch* b) {
+  uint32_t i = b->cells_used++;
+  if (i < kInlineCells) return &b->cells[i];
+  i -= kInlineCells;
+  if (i % kChunkCells == 0) {
+    auto* ch = static_cast<CellChunk*>(meta::alloc(sizeof(CellChunk)));
+    if (ch == nullptr) {
+      --b->cells_used;
+      return nullptr;
+    }
+    ch->next = b->chunks;
+    b->chunks = ch;
+  }
+  return &b->chunks->cells[i % kChunkCells];
+}
+
+// Inserts c (for batch b) into slot s's list with one exchange. True if the slot's owner
+// now holds a reference (the count must include it).
+bool insert(Slot& s, Cell* c) {
+  c->next.store(kPendingNext, std::memory_order_relaxed);
+  // (R1) acq_rel: the batch's contents happen-before the owner's walk; the exchange reads
+  // the head after the batch's blocks were unlinked (seq_cst fence in publish).
+  uintptr_t prev = s.head.exchange(reinterpret_cast<uintptr_t>(c), std::memory_order_seq_cst);
+  if (prev == kInactive) {
+    // The slot went inactive after the scan read it: take the cell back if nobody saw it.
+    uintptr_t exp = reinterpret_cast<uintptr_t>(c);
+    if (s.head.compare_exchange_strong(exp, kInactive, std::memory_order_acq_rel)) return false;
+    return true;  // the owner or a later inserter has it now: c.next stays kPendingNext
+  }
+  uintptr_t nv = prev == kActiveEmpty ? kEnd : prev;
+  uintptr_t exp = kPendingNext;
+  // (R2) release: pairs with (R3).
+  if (!c->next.compare_exchange_strong(exp, nv, std::memory_order_acq_rel)) {
+    // The owner already walked to c and stopped: the older cells are ours to drop.
+    drop_list(nv);
+  }
+  return true;
+}
+
+}  // namespace
+
+Batch* new_batch() {
+  uint32_t cap = uint32_t(option(Opt::kBatch));
+  auto* b = static_cast<Batch*>(meta::alloc(batch_bytes(cap)));
+  if (b == nullptr) return nullptr;
+  new (b) Batch();
+  b->refs.store(kBias, std::memory_order_relaxed);
+  b->min_birth = ~uint64_t(0);
+  b->count = 0;
+  b->cap = cap;
+  b->cells_used = 0;
+  b->freed = 0;
+  b->gen = kGenNone;
+  b->counted = 0;
+  b->user_fn = 0;
+  b->skip_implicit = 0;
+  b->explicit_items = 0;
+  b->bytes = 0;
+  b->deferred_bytes = 0;
+  b->chunks = nullptr;
+  b->qnext = nullptr;
+  return b;
+}
+
+// Publishes a batch: one pass over every reservation; each active one whose era is at least
+// the batch's oldest birth gets a cell. Wait-free: one exchange (and at most one CAS) per
+// reservation. Bound: records x kSlots reservations inspected.
+void publish(Batch* b) {
+  Local& t = t_local;
+  // A fork child learns from this which batch a thread that died in here was publishing.
+  if (t.rec != nullptr) t.rec->publishing.store(b, std::memory_order_relaxed);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  // (E8) Counted under both parities in one step: the returned word says which parity is
+  // current at that instant (a barrier's flip is ordered before or after it), then the other
+  // count is taken back. A barrier waiting on the other parity meanwhile waits a moment
+  // longer; none can miss this batch.
+  uint64_t w = g_live.fetch_add(live_unit(0) | live_unit(1), std::memory_order_seq_cst);
+  unsigned parity = unsigned(w >> 63);
+  b->gen = uint16_t(parity);
+  g_live.fetch_sub(live_unit(parity ^ 1), std::memory_order_relaxed);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  b->counted = 1;
+  b->published_era = g_era.load(std::memory_order_relaxed);
+  if (b->deferred_bytes != 0) {
+    int64_t now = g_deferred_now.fetch_add(int64_t(b->deferred_bytes), std::memory_order_relaxed) +
+                  int64_t(b->deferred_bytes);
+    int64_t peak = g_deferred_peak.load(std::memory_order_relaxed);
+    // Bound: each failure means the peak grew; it grows at most to now.
+    while (peak < now &&
+           !g_deferred_peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+    }
+  }
+  // (E4) seq_cst: the blocks were unlinked before they were retired; this fence orders
+  // those unlinks before the reads of the reservations below (pairs with E1 at readers).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  uint64_t k = 0, inspected = 0, oldest = ~uint64_t(0);
+  bool oom = false;
+  // A batch of deferred frees only: the retirer's own implicit region ended at each of those
+  // frees (they were allocator calls), so its own implicit reservation cannot hold them.
+  Record* self = b->explicit_items == 0 && b->deferred_bytes != 0 ? t.rec : nullptr;
+  for_each_record([&](Record* r) {
+    // (E6) seq_cst: pairs with the owner's seq_cst store at enter.
+    unsigned first = r->in_region.load(std::memory_order_seq_cst) != 0 ? 0 : kUserSlots;
+    // Bound: kSlots.
+    unsigned end = b->skip_implicit || r == self ? kImplicitSlot : kSlots;
+    for (unsigned j = first; j < end; ++j) {
+      ++inspected;
+      Slot& s = r->slots[j];
+      if (s.head.load(std::memory_order_seq_cst) == kInactive) continue;
+      uint64_t era = dload_lo(&s.era);
+      if (era < oldest) oldest = era;
+      if (era < b->min_birth) continue;  // cannot hold any of these blocks
+      Cell* c = oom ? nullptr : next_cell(b);
+      if (c == nullptr) {
+        // No metadata left for a cell: this reservation could still reach the batch, so
+        // the batch must never be freed. Leak it (reported) rather than free it early.
+        oom = true;
+        continue;
+      }
+      c->batch = b;
+      if (insert(s, c)) ++k;
+    }
+  });
+  note_max(g_prog.publish, inspected);
+  t.oldest_seen = oldest == ~uint64_t(0) ? 0 : oldest;  // none seen: nothing is old
+  if (oom) {
+    report_error("retire", "out of memory for reclamation metadata: batch kept forever at",
+                 b);
+  } else if (k != 0 && b->deferred_bytes != 0 && t.exited == 0 && t.rec != nullptr) {
+    // Deferred free: the retirer keeps one reference and frees the batch itself once it is
+    // the last holder (reap_held), so its own blocks go back to its own heap as local frees,
+    // as they would with immediate free. Left alone, the last thread to pass through the
+    // allocator would free them: remote frees, most of deferred free's cost.
+    refs_add(b, k + 1 - kBias);
+    b->mnext = t.mine;
+    t.mine = b;
+  } else {
+    refs_add(b, k - kBias);
+  }
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (t.rec != nullptr) t.rec->publishing.store(nullptr, std::memory_order_relaxed);
+}
+
+namespace {
+
+// Full batches: published at once, or (deferred free with defer_min_bytes) held back in a
+// FIFO until the bytes behind them reach the floor. Bound: the held batches.
+void batch_full(Local& t, Batch* b) {
+  uint64_t floor = b->deferred_bytes != 0 ? uint64_t(option(Opt::kDeferMinBytes)) : 0;
+  if (floor == 0) return publish(b);
+  b->qnext = nullptr;
+  if (t.held_tail != nullptr)
+    t.held_tail->qnext = b;
+  else
+    t.held = b;
+  t.held_tail = b;
+  t.held_bytes += b->bytes;
+  while (t.held != nullptr && t.held_bytes - t.held->bytes >= floor) {
+    Batch* h = t.held;
+    t.held = h->qnext;
+    if (t.held == nullptr) t.held_tail = nullptr;
+    t.held_bytes -= h->bytes;
+    publish(h);
+  }
+}
+
+}  // namespace
+
+void publish_partial(Local& t) {
+  for (Batch** slot : {&t.batch, &t.old_batch}) {
+    if (Batch* b = *slot) {
+      *slot = nullptr;
+      publish(b);
+    }
+  }
+}
+
+void publish_held(Local& t) {
+  // Bound: the held batches.
+  while (Batch* h = t.held) {
+    t.held = h->qnext;
+    publish(h);
+  }
+  t.held_tail = nullptr;
+  t.held_bytes = 0;
+}
+
+void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, bool dispose, const char* who,
+                 bool deferred) {
+  if (p == nullptr) return;
+  Local& t = t_local;
+  Record* r = need_record(who);
+  if (r == nullptr) return;
+  std::atomic<uint64_t>* w;
+  size_t size;
+  if (const char* why = block_for_retire(p, &w, &size)) {
+    // A free of a block freed already (deferred mode) is a double free, like free's own.
+    if (deferred && why[0] == 'u') why = "double free of";
+    return report_error(who, why, p);
+  }
+  const char* twice = deferred ? "double free of" : "block already retired:";
+  birth_tracking_on();  // frees check for retired blocks only while tracking is on
+  uint64_t birth = w->load(std::memory_order_relaxed);
+  // Reclaimed and freed since block_for_retire looked at it: a use of a freed block.
+  if (birth == kFreedMark)
+    return report_error(who, deferred ? "double free of" : "use of a freed block", p);
+  if (birth & kRetiredBit) return report_error(who, twice, p);
+  // Old blocks go to a batch of their own: a batch is held by every reservation as old as
+  // its oldest block, so one old block among young ones would pin them all behind a stalled
+  // thread (or, under deferred free, behind a thread that has not called the allocator
+  // since it started: a server's main thread waiting in pthread_join).
+  // "Old": born no later than the oldest reservation our last publish saw.
+  Batch** slot = birth <= t.oldest_seen ? &t.old_batch : &t.batch;
+  Batch* b = *slot;
+  if (b == nullptr) {
+    b = new_batch();
+    if (b == nullptr) {
+      return report_error(who, "out of memory for reclamation metadata; not retired:", p);
+    }
+    *slot = b;
+  }
+  // A CAS from the birth just read: of two threads retiring (or, under deferred free,
+  // freeing) the block at the same moment exactly one wins; the other reports and adds
+  // nothing, so the block never lands in two batches. release: a helpee that finds the
+  // batch through this word (parent hand-off) sees the batch initialised.
+  if (!w->compare_exchange_strong(birth, kRetiredBit | reinterpret_cast<uint64_t>(b),
+                                  std::memory_order_release, std::memory_order_relaxed))
+    return report_error(who, twice, p);
+  Item& it = b->items[b->count++];
+  it.side = w;
+  it.p = p;
+  it.fn = fn;
+  it.ctx = ctx;
+  it.size_kind = uint64_t(size) << 1 | (dispose ? 1 : 0);
+  if (fn != nullptr) b->user_fn = 1;
+  b->bytes += size;
+  if (deferred)
+    b->deferred_bytes += size;
+  else
+    b->explicit_items = 1;
+  if (birth < b->min_birth) b->min_birth = birth;
+  stat_add(r->retired, 1);
+  stat_add(r->retired_bytes, int64_t(size));
+  // Full by count, or by bytes: a batch of large blocks would otherwise hold back up to
+  // WFMM_BATCH of them (gigabytes) before anyone may reuse them.
+  if (b->count == b->cap || b->bytes >= kBatchBytes) {
+    *slot = nullptr;
+    batch_full(t, b);
+  }
+  run_frees();
+}
+
+void retire(void* p, void (*fn)(void*, void*), void* ctx, bool dispose) {
+  Local& t = t_local;
+  bool late = t.exited != 0 && t.rec == nullptr;
+  retire_impl(p, fn, ctx, dispose, "retire", false);
+  // A retire after the thread's teardown (a late TLS destructor): publish and give the
+  // record back now, in case no destructor round is left to do it.
+  if (WFMM_UNLIKELY(late) && t.rec != nullptr) thread_exit(t.rec);
+}
+
+void flush() {
+  Local& t = t_local;
+  if (need_record("flush") == nullptr) return;
+  publish_partial(t);
+  publish_held(t);
+  run_frees();
+}
+
+}  // namespace wfmm::reclaim
