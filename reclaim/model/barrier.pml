@@ -1,4 +1,4 @@
-/* barrier.pml: wfmm_barrier's generations in reclaim/reclaim.cpp: publish counts a batch
+/* barrier.pml: wfmm_barrier's generations in reclaim/sync.cpp and retire.cpp: publish counts a batch
  * in a parity, free_batch uncounts it, barrier (serialised by its mutex) flips the parity
  * and waits until the old parity's count drains. Fixed: one word (parity bit + two counts). */
 

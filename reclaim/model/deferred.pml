@@ -1,4 +1,4 @@
-/* deferred.pml: deferred free (WFMM_DEFERRED_FREE=1) in reclaim/reclaim.cpp: implicit
+/* deferred.pml: deferred free (WFMM_DEFERRED_FREE=1) in reclaim/deferred.cpp: implicit
  * regions (quiesce), the alone shortcut of deferred_free (alone(): g_in_use == 1, E7) and
  * the claim with membarrier that ends it, held batches (reap_held), with store buffers. */
 

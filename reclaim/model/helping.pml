@@ -1,4 +1,4 @@
-/* helping.pml: the wait-free protect slow path of reclaim/reclaim.cpp: protect_slow's
+/* helping.pml: the wait-free protect slow path of reclaim/protect.cpp: protect_slow's
  * request, complete/raise, an era ticker that helps first (help_pending, help_one), and the
  * parent hand-off (handoff_parent, release_parent) while a retirer frees parent and child. */
 

@@ -1,4 +1,4 @@
-/* reclaim.pml: the core of reclaim/reclaim.cpp. A reader's protect/refresh/leave over one
+/* reclaim.pml: the core of reclaim/ (retire.cpp, frees.cpp, records.cpp). A reader's protect/refresh/leave over one
  * reservation (era + list head), a retirer's retire_impl/publish/insert, list drops and
  * the last-dropper batch free, with store buffers at E1, E4 and E6. See README.md here. */
 
