@@ -96,7 +96,7 @@ __attribute__((constructor)) void deferred_at_start() {
 bool alone(Local& t) {
   return g_in_use.load(std::memory_order_acquire) == 1 && t.rec != nullptr &&
          g_alone_ok.load(std::memory_order_relaxed) && t.batch == nullptr &&
-         t.old_batch == nullptr && t.held == nullptr && t.mine == nullptr &&
+         t.old_batch == nullptr && t.fresh_batch == nullptr && t.held == nullptr && t.mine == nullptr &&
          (g_live.load(std::memory_order_relaxed) & ~kParityBit) == 0 &&
          option(Opt::kDeferMinBytes) == 0;
 }

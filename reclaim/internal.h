@@ -66,6 +66,7 @@ struct Batch {
   uint8_t user_fn;        // some item has a deleter (user code)
   uint8_t skip_implicit;  // not inserted in implicit (deferred free) reservations
   uint8_t explicit_items;  // some item came from wfmm_retire (not a deferred free)
+  uint8_t old;            // Local::old_batch: likely pinned by a stalled or idle thread
   uint64_t bytes;           // usable bytes of its blocks
   uint64_t deferred_bytes;  // of those, from deferred frees
   uint64_t published_era;

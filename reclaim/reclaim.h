@@ -45,6 +45,8 @@ struct Local {
   Batch* mine;                   // deferred free: published batches this thread holds a
   Batch** mine_cur;              //   reference on (reap_held's cursor into that list)
   uint64_t reap_tick;            // deferred frees, for reap_held's pacing
+  Batch* fresh_batch;            // partial batch of blocks born > newest_seen
+  uint64_t newest_seen;          // the newest reservation our last publish saw
 };
 // Exported as wfmm_thread_v1: include/wfmm/fast.h inlines the fast paths of enter, leave and
 // protect in callers over this struct's first fields (offsets asserted in records.cpp).
