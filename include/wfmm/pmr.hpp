@@ -36,6 +36,8 @@
 // retired blocks never refer back to the resource -- they give "everything given back"
 // a point in time, e.g. at the end of a phase or before measuring memory.
 //
+// Complete program: examples/pmr.cpp (C++17; built and run by ctest, example_pmr).
+//
 // Example: a std::pmr container on wfmm.
 //
 //   wfmm::pmr::resource res;

@@ -85,14 +85,19 @@
 //    pins everything retired meanwhile.
 //  * One rcu_domain exists: rcu_default_domain().
 //
+// Complete programs: examples/hazard_pointer.cpp, hazard_pointer_batch.cpp and rcu.cpp
+// (built and run by ctest, example_*).
+//
 // Example: hazard pointers (P2530R3's example, on a shared configuration).
 //
 //   struct config : wfmm::std_compat::hazard_pointer_obj_base<config> {
 //     int version; std::string text;
+//     config(int v, std::string t) : version(v), text(std::move(t)) {}  // needed: the base's
+//     // constructors are protected, so aggregate initialisation (new config{1, "x"}) fails
 //     static void* operator new(std::size_t n) { ... wfmm_malloc ... }  // when wfmm is not
 //     static void operator delete(void* p) { wfmm_free(p); }            // the global new
 //   };
-//   std::atomic<config*> current{new config{...}};
+//   std::atomic<config*> current{new config(1, "first")};
 //
 //   int read_version() {                                  // often, from many threads
 //     wfmm::std_compat::hazard_pointer h = wfmm::std_compat::make_hazard_pointer();
@@ -113,7 +118,7 @@
 //   ...
 //   wfmm::std_compat::clear_hazard_pointer_batch(hp);     // both empty; the array is reusable
 //
-// Example: RCU (P2545R4's example).
+// Example: RCU (P2545R4's example; std::scoped_lock is in <mutex>).
 //
 //   std::atomic<std::string*> name{...};
 //   void print_name() {                                   // often, from many threads

@@ -4,7 +4,7 @@
 // -----
 // xenium (https://github.com/mpoeter/xenium) takes its reclamation scheme as a policy. This
 // header supplies one more scheme, backed by the reclamation built into wfmm's heaps
-// (Crystalline-W; wfmm.h, reclaim.hpp):
+// (Crystalline-W; wfmm.h, reclaim.hpp). Complete C++17 program: examples/xenium_cxx17.cpp.
 //
 //   #include <cassert>                      // xenium 0.0.2's headers need it first
 //   #include <xenium/michael_scott_queue.hpp>
