@@ -35,17 +35,18 @@ void update(int v) { current.exchange(new config(v, "version " + std::to_string(
 
 int main() {
   std::atomic<bool> stop{false};
-  std::atomic<long> bad{0};
+  std::atomic<long> bad{0}, reads{0};
   std::vector<std::thread> readers;
   for (int r = 0; r < 3; ++r)
     readers.emplace_back([&] {
-      while (!stop.load()) bad += read_ok() ? 0 : 1;
+      for (; !stop.load(); ++reads) bad += read_ok() ? 0 : 1;
     });
-  for (int v = 2; v <= 20000; ++v) update(v);
+  // 20000 updates, and on until the readers have read 1000 times.
+  for (int v = 2; v <= 20000 || reads.load() < 1000; ++v) update(v);
   stop = true;
   for (auto& t : readers) t.join();
   current.exchange(nullptr)->retire();
   sc::rcu_barrier();  // every retired configuration deleted (optional)
-  std::printf("hazard_pointer example: %ld bad reads\n", bad.load());
+  std::printf("hazard_pointer example: %ld reads, %ld bad\n", reads.load(), bad.load());
   return bad.load() == 0 ? 0 : 1;
 }

@@ -32,7 +32,8 @@ int main() {
       ++reads;
     }
   });
-  for (long v = 1; v <= 20000; ++v) {
+  // 20000 updates, and on until the reader has read 1000 times.
+  for (long v = 1; v <= 20000 || reads.load() < 1000; ++v) {
     left.exchange(new pair_half(v))->retire();
     right.exchange(new pair_half(-v))->retire();
   }

@@ -47,14 +47,15 @@ int main() {
   bool ok = v.back().size() > 40;
 
   std::atomic<bool> stop{false};
-  std::atomic<long> bad{0};
+  std::atomic<long> bad{0}, reads{0};
   std::thread reader([&] {
-    while (!stop.load()) {
+    for (; !stop.load(); ++reads) {
       int x = first();
-      if (x != -1 && (x < 0 || x >= 100000)) ++bad;  // a freed node would show garbage
+      if (x != -1 && (x < 0 || x >= 1000000)) ++bad;  // a freed node would show garbage
     }
   });
-  for (int i = 0; i < 100000; ++i) {
+  // 100000 pushes, and on until the reader has read 1000 times (at most 1000000).
+  for (int i = 0; i < 1000000 && (i < 100000 || reads.load() < 1000); ++i) {
     push_front(i);
     if (i % 2 == 1) pop_front();
   }
@@ -62,6 +63,7 @@ int main() {
   reader.join();
   while (head.load() != nullptr) pop_front();
   dres.release();  // every node deallocated so far is freed now (optional)
-  std::printf("pmr example: %s, %ld bad reads\n", ok ? "vector ok" : "vector BAD", bad.load());
+  std::printf("pmr example: %s, %ld reads, %ld bad\n", ok ? "vector ok" : "vector BAD",
+              reads.load(), bad.load());
   return ok && bad.load() == 0 ? 0 : 1;
 }

@@ -31,11 +31,12 @@ void update_name_sync(std::string* fresh) {
 
 int main() {
   std::atomic<bool> stop{false};
-  std::atomic<long> bad{0};
+  std::atomic<long> bad{0}, reads{0};
   std::thread reader([&] {
-    while (!stop.load()) bad += read_name() ? 0 : 1;
+    for (; !stop.load(); ++reads) bad += read_name() ? 0 : 1;
   });
-  for (int i = 1; i <= 5000; ++i) {
+  // 5000 updates, and on until the reader has read 1000 times.
+  for (int i = 1; i <= 5000 || reads.load() < 1000; ++i) {
     auto* fresh = new std::string("name " + std::to_string(i) + ", long enough to be on the heap");
     if (i % 100 == 0)
       update_name_sync(fresh);
@@ -46,6 +47,6 @@ int main() {
   reader.join();
   sc::rcu_retire(name.exchange(nullptr));
   sc::rcu_barrier();
-  std::printf("rcu example: %ld bad reads\n", bad.load());
+  std::printf("rcu example: %ld reads, %ld bad\n", reads.load(), bad.load());
   return bad.load() == 0 ? 0 : 1;
 }
