@@ -93,6 +93,8 @@ def extract(path):
             i += 1
             continue
         m = FENCE.match(line)
+        if m and m.group(2)[0] == "`" and "`" in line[m.end(2):]:
+            m = None  # CommonMark: a backtick fence's info string has no backtick (inline code)
         if not m:
             if pending:
                 errors.append((pending[0], "docs-test comment not followed by a ```c/```cpp fence"))
