@@ -7,14 +7,18 @@ set -uo pipefail
 src=$1 build=$2 cc=$3 cxx=$4
 here=$(cd "$(dirname "$0")" && pwd)
 fails=0
-run() {  # run FIXTURE -> output in $out, exit status in $rc
-  out=$(python3 "$here/run_blocks.py" --src "$src" --build "$build" --cc "$cc" --cxx "$cxx" \
-        "$here/fixtures/$1" 2>&1)
-  rc=$?
+declare -A outs rcs
+run() {  # run FIXTURE -> output in $out, exit status in $rc (each fixture runs once)
+  if [ -z "${rcs[$1]:-}" ]; then
+    outs[$1]=$(python3 "$here/run_blocks.py" --src "$src" --build "$build" --cc "$cc" \
+               --cxx "$cxx" "$here/fixtures/$1" 2>&1)
+    rcs[$1]=$?
+  fi
+  out=${outs[$1]} rc=${rcs[$1]}
 }
-expect_pass() {
+expect_pass() {  # FIXTURE PATTERN: exit 0 and PATTERN in the output
   run "$1"
-  if [ "$rc" -ne 0 ] || ! grep -q "$2" <<<"$out"; then
+  if [ "$rc" -ne 0 ] || ! grep -q -- "$2" <<<"$out"; then
     echo "selftest: $1 should pass with '$2' in the output (exit $rc):"; echo "$out"; fails=$((fails + 1))
   fi
 }
