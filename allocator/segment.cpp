@@ -14,14 +14,18 @@ std::atomic<int64_t> g_bytes_mapped{0};
 std::atomic<int64_t> g_bytes_purged{0};
 std::atomic<int64_t> g_bytes_committed_peak{0};
 
+void stats_sample_in_use(int64_t committed);  // stats.cpp
+
 void note_committed_peak() {
   // relaxed: a statistic; the two counters are read apart, so the sum is approximate.
   int64_t now = g_bytes_mapped.load(std::memory_order_relaxed) -
                 g_bytes_purged.load(std::memory_order_relaxed);
   int64_t peak = g_bytes_committed_peak.load(std::memory_order_relaxed);
   // One attempt (wait-free): a failure means another thread just raised the peak.
-  if (now > peak)
+  if (now > peak) {
     g_bytes_committed_peak.compare_exchange_strong(peak, now, std::memory_order_relaxed);
+    stats_sample_in_use(now);  // memory use grows: the in-use peak is sampled here
+  }
 }
 std::atomic<int64_t> g_segments_cached{0};
 

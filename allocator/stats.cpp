@@ -1,6 +1,8 @@
 // Statistics: per-thread counters summed over the registry of heaps, plus global byte
-// counters kept by the segment layer. Reading is not on any wait-free path.
+// counters kept by the segment layer. Reading is not on any wait-free path; the in-use peak
+// is sampled on allocation slow paths (stats_sample_in_use), with a bounded walk.
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <sys/resource.h>
@@ -16,6 +18,55 @@
 namespace wfmm {
 
 Heap* heap_registry_first();
+
+namespace {
+
+// The most bytes in use seen by a sample, and the committed bytes at the last sample taken
+// on an allocation path (samples there are 1 MiB of committed growth apart).
+std::atomic<int64_t> g_in_use_peak{0};
+std::atomic<int64_t> g_in_use_sampled_at{0};
+constexpr int64_t kInUseSampleStep = int64_t(1) << 20;
+
+// One attempt (wait-free): a failure means another thread raised the peak meanwhile.
+void raise_in_use_peak(int64_t v) {
+  int64_t peak = g_in_use_peak.load(std::memory_order_relaxed);
+  if (v > peak) g_in_use_peak.compare_exchange_strong(peak, v, std::memory_order_relaxed);
+}
+
+// Bytes of live blocks: the per-thread counters summed. Bound: the heaps ever created (the
+// peak number of threads) times kNumClasses; a heap being registered right now ends the
+// walk (its counters, and those of older heaps, are left out of this sample).
+int64_t in_use_bytes() {
+  int64_t bytes = 0;
+  auto add = [&](const Heap* h) {
+    const ThreadStats& st = h->stats_;
+    for (unsigned c = 0; c < kNumClasses; ++c)
+      bytes += (st.malloc_class[c].load(std::memory_order_relaxed) -
+                st.free_class[c].load(std::memory_order_relaxed)) *
+               int64_t(class_size(c));
+    bytes += st.malloc_large_bytes.load(std::memory_order_relaxed) -
+             st.free_large_bytes.load(std::memory_order_relaxed);
+  };
+  add(&g_empty_heap);
+  for (Heap* h = heap_registry_first(); h != nullptr && reinterpret_cast<uintptr_t>(h) != 1;
+       h = h->xall_next_.load(std::memory_order_acquire))
+    add(h);
+  return bytes;
+}
+
+}  // namespace
+
+// Called when the committed bytes reach a new peak (note_committed_peak, on the slow paths
+// that map or recommit memory): samples the bytes in use once per kInUseSampleStep of
+// committed growth, so a process pays for at most bytes_committed_peak / 1 MiB walks.
+void stats_sample_in_use(int64_t committed) {
+  int64_t last = g_in_use_sampled_at.load(std::memory_order_relaxed);
+  if (committed < last + kInUseSampleStep) return;
+  // One attempt: a failure means another thread takes this sample.
+  if (!g_in_use_sampled_at.compare_exchange_strong(last, committed, std::memory_order_relaxed))
+    return;
+  raise_in_use_peak(in_use_bytes());
+}
 
 void stats_collect(wfmm_stats* out) {
   int64_t mc = 0, mb = 0, fc = 0, fb = 0;
@@ -56,6 +107,11 @@ void stats_collect(wfmm_stats* out) {
   out->free_count = uint64_t(fc);
   out->blocks_in_use = mc > fc ? uint64_t(mc - fc) : 0;
   out->bytes_in_use = mb > fb ? uint64_t(mb - fb) : 0;
+  raise_in_use_peak(int64_t(out->bytes_in_use));
+  int64_t in_use_peak = g_in_use_peak.load(std::memory_order_relaxed);
+  out->bytes_in_use_peak = in_use_peak > 0 ? uint64_t(in_use_peak) : 0;
+  // A racing raise may have failed: never report the peak below the present.
+  if (out->bytes_in_use_peak < out->bytes_in_use) out->bytes_in_use_peak = out->bytes_in_use;
   int64_t mapped = g_bytes_mapped.load(std::memory_order_relaxed);
   int64_t purged = g_bytes_purged.load(std::memory_order_relaxed);
   out->bytes_mapped = mapped > 0 ? uint64_t(mapped) : 0;
@@ -84,8 +140,30 @@ struct ProcessFacts {
   long pid;
   const char* name;
   double wall_s, user_s, sys_s;
+  uint64_t rss;       // bytes resident now (/proc/self/statm; 0 if unreadable)
   uint64_t peak_rss;  // bytes (getrusage's ru_maxrss: the most the process ever had resident)
 };
+
+// The kernel's resident set size now: statm's second field, in pages. Raw open/read, as
+// stdio would allocate (this may run inside an exiting program's last free).
+uint64_t rss_now() {
+  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[128];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  const char* q = buf;
+  // Bound: the bytes read. Skip the first field (size) and the blank after it.
+  while (*q != '\0' && *q != ' ') ++q;
+  while (*q == ' ') ++q;
+  uint64_t pages = 0;
+  // Bound: the bytes read.
+  for (; *q >= '0' && *q <= '9'; ++q) pages = pages * 10 + uint64_t(*q - '0');
+  long page = sysconf(_SC_PAGESIZE);
+  return pages * uint64_t(page > 0 ? page : 4096);
+}
 
 ProcessFacts process_facts() {
   ProcessFacts p{};
@@ -100,6 +178,8 @@ ProcessFacts process_facts() {
     p.sys_s = double(ru.ru_stime.tv_sec) + double(ru.ru_stime.tv_usec) * 1e-6;
     p.peak_rss = uint64_t(ru.ru_maxrss) * 1024;
   }
+  p.rss = rss_now();
+  if (p.peak_rss < p.rss) p.peak_rss = p.rss;  // (ru_maxrss is sampled by the kernel)
   return p;
 }
 
@@ -149,7 +229,7 @@ void json_string(FILE* f, const char* s) {
 // process (heaps are per thread and their counters are summed), <size> elements for the
 // size classes with live blocks (glibc lists free chunks; wfmm keeps no free counts outside
 // the owning thread), "rest" = small and medium blocks in use, "mmap" = large and huge
-// blocks in use, "current"/"max" = committed bytes, "total" = mapped bytes.
+// blocks in use, "current"/"max" = committed bytes now / at their peak, "total" = mapped bytes.
 void stats_print_xml(FILE* f) {
   int64_t live[kNumClasses] = {};
   int64_t large_count = 0, large_bytes = 0;
@@ -183,12 +263,13 @@ void stats_print_xml(FILE* f) {
             u(c == 0 ? 1 : int64_t(class_size(c - 1)) + 1), u(size), u(live[c] * size), u(live[c]));
   }
   unsigned long long committed = (unsigned long long)s.bytes_committed;
+  unsigned long long committed_peak = (unsigned long long)s.bytes_committed_peak;
   unsigned long long mapped = (unsigned long long)s.bytes_mapped;
   fprintf(f, "</sizes>\n<total type=\"fast\" count=\"0\" size=\"0\"/>\n");
   fprintf(f, "<total type=\"rest\" count=\"%llu\" size=\"%llu\"/>\n", u(small_count),
           u(small_bytes));
   fprintf(f, "<system type=\"current\" size=\"%llu\"/>\n<system type=\"max\" size=\"%llu\"/>\n",
-          committed, committed);
+          committed, committed_peak);
   fprintf(f, "<aspace type=\"total\" size=\"%llu\"/>\n<aspace type=\"mprotect\" size=\"%llu\"/>\n",
           mapped, mapped);
   fprintf(f, "</heap>\n<total type=\"fast\" count=\"0\" size=\"0\"/>\n");
@@ -197,7 +278,7 @@ void stats_print_xml(FILE* f) {
   fprintf(f, "<total type=\"mmap\" count=\"%llu\" size=\"%llu\"/>\n", u(large_count),
           u(large_bytes));
   fprintf(f, "<system type=\"current\" size=\"%llu\"/>\n<system type=\"max\" size=\"%llu\"/>\n",
-          committed, committed);
+          committed, committed_peak);
   fprintf(f, "<aspace type=\"total\" size=\"%llu\"/>\n<aspace type=\"mprotect\" size=\"%llu\"/>\n",
           mapped, mapped);
   fprintf(f, "</malloc>\n");
@@ -207,6 +288,8 @@ void stats_print_xml(FILE* f) {
 
 // Labelled blocks (memory, calls, then reclamation and deferred free only when the program
 // used them), under one line about the process: what a user reading stderr at exit wants.
+// Each block's heading names the program and pid, so the blocks of several processes
+// writing to one stderr (a pipeline, a forking server) can be told apart.
 void stats_print(FILE* f) {
   wfmm_stats s;
   stats_collect(&s);
@@ -217,19 +300,28 @@ void stats_print(FILE* f) {
           "wfmm: statistics of %s (pid %ld, wfmm %s): %.2f s, CPU %.2f s user + %.2f s sys, "
           "peak RSS %.1f %s\n",
           p.name, p.pid, WFMM_VERSION, p.wall_s, p.user_s, p.sys_s, rss, rss_unit);
-  fprintf(f, "wfmm: memory\n");
+  auto heading = [&](const char* what) {
+    fprintf(f, "wfmm: %s (%s, pid %ld)\n", what, p.name, p.pid);
+  };
+  heading("memory");
   print_bytes(f, "in use", s.bytes_in_use);
+  print_bytes(f, "in use, peak", s.bytes_in_use_peak);
   print_count(f, "live blocks", s.blocks_in_use, "");
   print_bytes(f, "committed", s.bytes_committed);
   print_bytes(f, "committed, peak", s.bytes_committed_peak);
   print_bytes(f, "mapped", s.bytes_mapped);
+  if (p.rss != 0) print_bytes(f, "RSS (kernel)", p.rss);
+  print_bytes(f, "RSS, peak (kernel)", p.peak_rss);
   if (s.segments_cached != 0) print_count(f, "cached", s.segments_cached, "empty segments");
-  fprintf(f, "wfmm: calls\n");
+  fprintf(f,
+          "wfmm:   (committed: mapped by wfmm and not purged, at most wfmm's share of RSS;\n"
+          "wfmm:    in use, peak: sampled as committed memory grows and at each report)\n");
+  heading("calls");
   print_count(f, "malloc", s.malloc_count, "");
   print_count(f, "free", s.free_count, "");
   print_count(f, "threads now", s.threads, "");
   if (reclamation_used(s)) {
-    fprintf(f, "wfmm: reclamation\n");
+    heading("reclamation");
     print_count(f, "retired", s.retired, "blocks");
     print_count(f, "reclaimed", s.reclaimed, "blocks");
     print_count(f, "pending", s.retired_pending, "blocks");
@@ -238,7 +330,7 @@ void stats_print(FILE* f) {
     print_count(f, "slow protects", s.protect_slow, "");
   }
   if (deferred_used(s)) {
-    fprintf(f, "wfmm: deferred free\n");
+    heading("deferred free");
     print_bytes(f, "held back now", s.deferred_bytes);
     print_bytes(f, "held back, peak", s.deferred_peak_bytes);
     print_count(f, "longest deferral", s.deferral_max_eras, "eras");
@@ -274,12 +366,13 @@ void stats_print_json(FILE* f) {
       {"deferred_peak_bytes", s.deferred_peak_bytes},
       {"deferral_max_eras", s.deferral_max_eras},
       {"bytes_committed_peak", s.bytes_committed_peak},
+      {"bytes_in_use_peak", s.bytes_in_use_peak},
   };
   fprintf(f, "{\"wfmm\": \"%s\", \"program\": ", WFMM_VERSION);
   json_string(f, p.name);
   fprintf(f, ", \"pid\": %ld, \"wall_s\": %.3f, \"user_s\": %.3f, \"sys_s\": %.3f, "
-          "\"peak_rss_bytes\": %llu", p.pid, p.wall_s, p.user_s, p.sys_s,
-          (unsigned long long)p.peak_rss);
+          "\"rss_bytes\": %llu, \"peak_rss_bytes\": %llu", p.pid, p.wall_s, p.user_s, p.sys_s,
+          (unsigned long long)p.rss, (unsigned long long)p.peak_rss);
   for (const auto& fl : fields) fprintf(f, ", \"%s\": %llu", fl.name, (unsigned long long)fl.value);
   fprintf(f, "}\n");
   fflush(f);

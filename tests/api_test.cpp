@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <gtest/gtest.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -223,6 +224,7 @@ TEST(Api, StatsTrackLiveBytesAndBlocks) {
   EXPECT_EQ(b.bytes_in_use - a.bytes_in_use, 1000u * wfmm_usable_size(ps[0]));
   EXPECT_GE(b.bytes_mapped, b.bytes_committed);
   EXPECT_GE(b.bytes_committed_peak, b.bytes_committed);
+  EXPECT_GE(b.bytes_in_use_peak, b.bytes_in_use);
   EXPECT_GE(b.threads, 1u);
   for (void* p : ps) wfmm_free(p);
   wfmm_stats_get(&c);
@@ -256,10 +258,19 @@ TEST(Api, StatsPrintTextAndJson) {
             std::string::npos)
       << text;
   EXPECT_NE(text.find(" peak RSS "), std::string::npos) << text;
-  EXPECT_NE(text.find("\nwfmm: memory\nwfmm:   in use "), std::string::npos) << text;
-  EXPECT_NE(text.find("\nwfmm: calls\nwfmm:   malloc "), std::string::npos) << text;
+  // Every block's heading names the program and pid.
+  const std::string label = std::string(" (") + program_invocation_short_name + ", pid " +
+                            std::to_string(getpid()) + ")\n";
+  EXPECT_NE(text.find("\nwfmm: memory" + label + "wfmm:   in use "), std::string::npos) << text;
+  EXPECT_NE(text.find("\nwfmm: calls" + label + "wfmm:   malloc "), std::string::npos) << text;
+  // Current and peak of in use, committed and RSS; what committed means.
+  for (const char* row : {"\nwfmm:   in use, peak ", "\nwfmm:   committed ",
+                          "\nwfmm:   committed, peak ", "\nwfmm:   RSS (kernel) ",
+                          "\nwfmm:   RSS, peak (kernel) ",
+                          "(committed: mapped by wfmm and not purged"})
+    EXPECT_NE(text.find(row), std::string::npos) << row << text;
   bool reclaiming = s.retired != 0 || s.protect_slow != 0 || s.era > 1;
-  EXPECT_EQ(text.find("\nwfmm: reclamation\n") != std::string::npos, reclaiming) << text;
+  EXPECT_EQ(text.find("\nwfmm: reclamation" + label) != std::string::npos, reclaiming) << text;
 
   f = open_memstream(&buf, &len);
   wfmm_stats_print_json(f);
@@ -270,13 +281,21 @@ TEST(Api, StatsPrintTextAndJson) {
       << json;
   EXPECT_EQ(json.find('\n'), json.size() - 1) << json;
   EXPECT_EQ(json.substr(json.size() - 2), "}\n") << json;
-  for (const char* k : {"pid", "wall_s", "user_s", "sys_s", "peak_rss_bytes", "bytes_in_use",
+  for (const char* k : {"pid", "wall_s", "user_s", "sys_s", "rss_bytes", "peak_rss_bytes",
+                        "bytes_in_use", "bytes_in_use_peak",
                         "bytes_mapped", "bytes_committed", "blocks_in_use", "retired",
                         "reclaimed", "retired_pending", "retired_pending_bytes", "era",
                         "protect_slow", "threads", "malloc_count", "free_count",
                         "segments_cached", "deferred_bytes", "deferred_peak_bytes",
                         "deferral_max_eras", "bytes_committed_peak"})
     EXPECT_NE(json.find(std::string(", \"") + k + "\": "), std::string::npos) << k << json;
+  // RSS from the kernel: this process has some, and its peak is at least that.
+  auto number = [&](const char* k) {
+    size_t at = json.find(std::string("\"") + k + "\": ");
+    return at == std::string::npos ? 0ull : strtoull(json.c_str() + at + strlen(k) + 4, nullptr, 10);
+  };
+  EXPECT_GT(number("rss_bytes"), 1u << 20) << json;
+  EXPECT_GE(number("peak_rss_bytes"), number("rss_bytes")) << json;
   wfmm_free(p);
 }
 

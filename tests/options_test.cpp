@@ -79,6 +79,33 @@ TEST(Options, VerbosePrintsEffectiveOptions) {
   EXPECT_NE(out.find("wfmm: option show_stats = off"), std::string::npos) << out;
 }
 
+// The in-use peak is sampled as memory grows: a 48 MiB working set freed before the only
+// statistics read still shows in the peak, which stays within the committed peak; the
+// printout gives current and peak rows for in use, committed and RSS, each block headed
+// with the program and pid.
+TEST(Options, InUsePeakSeesAWorkingSetFreedBeforeTheRead) {
+  std::string out = run_probe("PROBE_WORKING_SET_MB=48");
+  unsigned long long set = 0, in_use = 0, peak = 0, committed_peak = 0;
+  ASSERT_EQ(sscanf(out.c_str(), "set=%llu in_use=%llu in_use_peak=%llu committed_peak=%llu", &set,
+                   &in_use, &peak, &committed_peak),
+            4)
+      << out;
+  EXPECT_LT(in_use, 1ull << 20) << out;
+  // Samples trail the true peak (>= set) by less than the newest segments' unused part
+  // (segments are 4 MiB); the true peak never exceeds the committed peak.
+  EXPECT_GE(peak + (12ull << 20), set) << out;
+  EXPECT_LE(peak, committed_peak) << out;
+  std::string label = " (wfmm_option_probe, pid ";
+  for (const char* row : {"wfmm: memory", "wfmm: calls"})
+    EXPECT_NE(out.find(std::string(row) + label), std::string::npos) << row << out;
+  for (const char* row : {"\nwfmm:   in use ", "\nwfmm:   in use, peak ", "\nwfmm:   committed ",
+                          "\nwfmm:   committed, peak ", "\nwfmm:   RSS (kernel) ",
+                          "\nwfmm:   RSS, peak (kernel) "})
+    EXPECT_NE(out.find(row), std::string::npos) << row << out;
+  EXPECT_EQ(out.find("wfmm: reclamation"), std::string::npos) << "not used: no rows" << out;
+  EXPECT_EQ(out.find("wfmm: deferred free"), std::string::npos) << "not used: no rows" << out;
+}
+
 TEST(Options, BooleansTakeWordsInAnyCase) {
   std::string out = run_probe("WFMM_VERBOSE=off WFMM_SHOW_STATS=Yes WFMM_ON_ERROR=CONTINUE");
   EXPECT_NE(out.find("verbose=0\n"), std::string::npos) << out;

@@ -1,4 +1,5 @@
 // wfmm as a std::pmr::memory_resource: immediate free, or free deferred through reclamation.
+// C++17 or later (<memory_resource>), as reclaim.hpp, which the deferred example uses.
 //
 // Guide
 // -----
@@ -35,6 +36,8 @@
 // retired blocks never refer back to the resource -- they give "everything given back"
 // a point in time, e.g. at the end of a phase or before measuring memory.
 //
+// Complete program: examples/pmr.cpp (C++17; built and run by ctest, example_pmr).
+//
 // Example: a std::pmr container on wfmm.
 //
 //   wfmm::pmr::resource res;
@@ -60,6 +63,11 @@
 //     alloc.deallocate(n, 1);                     // retired; freed once readers move on
 //   }
 #pragma once
+
+#if __cplusplus < 201703L
+#error "wfmm/pmr.hpp needs C++17 or later (std::pmr)"
+#endif
+
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
@@ -94,8 +102,7 @@ inline void* allocate(std::size_t bytes, std::size_t alignment) {
   if (bytes == 0) bytes = 1;
   void* p = alignment <= kMallocAlignment ? wfmm_malloc(bytes)
                                           : wfmm_aligned_alloc(alignment, bytes);
-  if (p == nullptr) [[unlikely]]
-    out_of_memory(bytes, alignment);
+  if (__builtin_expect(p == nullptr, 0)) out_of_memory(bytes, alignment);
   return p;
 }
 

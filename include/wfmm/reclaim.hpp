@@ -1,4 +1,4 @@
-// wfmm's safe memory reclamation for C++: regions, protect, retire.
+// wfmm's safe memory reclamation for C++: regions, protect, retire. C++17 or later.
 //
 // Guide
 // -----
@@ -51,6 +51,11 @@
 //     }
 //   }
 #pragma once
+
+#if __cplusplus < 201703L
+#error "wfmm/reclaim.hpp needs C++17 or later"
+#endif
+
 #include <atomic>
 #include <new>
 #include <type_traits>

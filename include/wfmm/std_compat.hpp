@@ -1,5 +1,7 @@
-// wfmm::std_compat: C++26's hazard pointers (P2530R3, <hazard_pointer>) and RCU (P2545R4,
-// <rcu>) under their standard names, on wfmm's reclamation (Crystalline-W, reclaim.hpp).
+// wfmm::std_compat: C++26's hazard pointers (P2530R3, <hazard_pointer>), C++29's hazard
+// pointer batches (P3428R4) and RCU (P2545R4, <rcu>) under their standard names, on wfmm's
+// reclamation (Crystalline-W, reclaim.hpp). Needs C++20 (concepts, std::span, constinit);
+// reclaim.hpp, pmr.hpp and xenium.hpp need only C++17.
 //
 // Guide
 // -----
@@ -9,8 +11,13 @@
 //  * hazard_pointer_obj_base<T, D> / rcu_obj_base<T, D>: empty bases; x.retire(d) hands x to
 //    wfmm, and d(&x) runs once no reader can hold x.
 //  * make_hazard_pointer() owns one of the calling thread's WFMM_PROTECT_SLOTS (8) protect
-//    indexes and keeps a wfmm region open until it is destroyed; h.protect(src) is
+//    indexes; while a thread holds any non-empty hazard_pointer it is inside a wfmm region
+//    (the first one enters it, the last one destroyed leaves it); h.protect(src) is
 //    wfmm_protect(src, index).
+//  * make_hazard_pointer_batch(span) / clear_hazard_pointer_batch(span) (P3428R4) fill every
+//    empty element of a span of hazard_pointers, and empty every element, in one step: one
+//    look at the thread's free indexes and at most one region enter or leave for the whole
+//    batch, instead of one make_hazard_pointer() or destructor per element.
 //  * rcu_domain::lock/unlock are wfmm_read_lock/wfmm_read_unlock (a read-side section: all
 //    that is retired while it is open stays until it closes); rcu_synchronize is
 //    wfmm_synchronize, rcu_barrier is wfmm_barrier, rcu_retire is retire with a deleter.
@@ -78,14 +85,19 @@
 //    pins everything retired meanwhile.
 //  * One rcu_domain exists: rcu_default_domain().
 //
+// Complete programs: examples/hazard_pointer.cpp, hazard_pointer_batch.cpp and rcu.cpp
+// (built and run by ctest, example_*).
+//
 // Example: hazard pointers (P2530R3's example, on a shared configuration).
 //
 //   struct config : wfmm::std_compat::hazard_pointer_obj_base<config> {
 //     int version; std::string text;
+//     config(int v, std::string t) : version(v), text(std::move(t)) {}  // needed: the base's
+//     // constructors are protected, so aggregate initialisation (new config{1, "x"}) fails
 //     static void* operator new(std::size_t n) { ... wfmm_malloc ... }  // when wfmm is not
 //     static void operator delete(void* p) { wfmm_free(p); }            // the global new
 //   };
-//   std::atomic<config*> current{new config{...}};
+//   std::atomic<config*> current{new config(1, "first")};
 //
 //   int read_version() {                                  // often, from many threads
 //     wfmm::std_compat::hazard_pointer h = wfmm::std_compat::make_hazard_pointer();
@@ -96,7 +108,17 @@
 //     current.exchange(next)->retire();                   // deleted once no reader holds it
 //   }
 //
-// Example: RCU (P2545R4's example).
+// Example: a batch (P3428R4): two hazard pointers per traversal step, made and cleared
+// together and reused.
+//
+//   std::array<wfmm::std_compat::hazard_pointer, 2> hp;
+//   wfmm::std_compat::make_hazard_pointer_batch(hp);      // both non-empty now
+//   node* prev = hp[0].protect(head);
+//   node* cur = hp[1].protect(prev->next);
+//   ...
+//   wfmm::std_compat::clear_hazard_pointer_batch(hp);     // both empty; the array is reusable
+//
+// Example: RCU (P2545R4's example; std::scoped_lock is in <mutex>).
 //
 //   std::atomic<std::string*> name{...};
 //   void print_name() {                                   // often, from many threads
@@ -112,6 +134,11 @@
 //     old->~basic_string(); wfmm_free(old);               // (or delete, if new is wfmm's)
 //   }
 #pragma once
+
+#if __cplusplus < 202002L
+#error "wfmm/std_compat.hpp needs C++20 (concepts, std::span, constinit); wfmm/reclaim.hpp, wfmm/pmr.hpp and wfmm/xenium.hpp work with C++17"
+#endif
+
 #include <atomic>
 #include <bit>
 #include <cstddef>
@@ -121,6 +148,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <span>
 #include <type_traits>
 #include <utility>
 
@@ -307,11 +335,12 @@ class hazard_pointer_obj_base {
   ~hazard_pointer_obj_base() = default;
 };
 
-// Thrown by the make_hazard_pointer() that would hold a 9th index in one thread.
+// Thrown by the make_hazard_pointer() that would hold a 9th index in one thread, and by a
+// make_hazard_pointer_batch() with more empty elements than the thread has free indexes.
 class hazard_pointer_exhausted : public std::bad_alloc {
  public:
   const char* what() const noexcept override {
-    return "wfmm::std_compat::make_hazard_pointer: this thread already holds "
+    return "wfmm::std_compat::make_hazard_pointer(_batch): this thread would hold more than "
            "WFMM_PROTECT_SLOTS (8) non-empty hazard_pointers";
   }
 };
@@ -320,7 +349,8 @@ namespace detail {
 
 // The calling thread's hazard-pointer state. Constant-initialised and trivially
 // destructible: reachable without an init guard, and still there during thread exit.
-//  used:  bit i set while a non-empty hazard_pointer owns protect index i.
+//  used:  bit i set while a non-empty hazard_pointer owns protect index i. The thread is in
+//         a wfmm region (one level of its nesting) exactly while used != 0.
 //  roots: WFMM_PROTECT_SLOTS words, the sources reset_protection(ptr) protects from (root i
 //         for index i). wfmm_protect's helpers may read a source after the call returned,
 //         so the roots live in a wfmm block that is only ever retired (at thread exit),
@@ -372,8 +402,8 @@ inline constexpr std::uint32_t kAllSlots = (1u << WFMM_PROTECT_SLOTS) - 1;
 #if defined(__cpp_exceptions)
   throw hazard_pointer_exhausted();
 #else
-  fail("make_hazard_pointer: this thread already holds WFMM_PROTECT_SLOTS (8) non-empty "
-       "hazard_pointers");
+  fail("make_hazard_pointer(_batch): this thread would hold more than WFMM_PROTECT_SLOTS (8) "
+       "non-empty hazard_pointers");
 #endif
 }
 
@@ -393,8 +423,8 @@ inline constexpr std::uint32_t kAllSlots = (1u << WFMM_PROTECT_SLOTS) - 1;
 class hazard_pointer;
 hazard_pointer make_hazard_pointer();
 
-// Empty, or the owner of one protect index of the thread that made it (and of one level of
-// that thread's wfmm region). Move-only; 16 bytes.
+// Empty, or the owner of one protect index of the thread that made it (which is inside a
+// wfmm region while it owns any). Move-only; 16 bytes.
 class hazard_pointer {
  public:
   hazard_pointer() noexcept = default;
@@ -458,6 +488,8 @@ class hazard_pointer {
 
  private:
   friend hazard_pointer make_hazard_pointer();
+  friend void make_hazard_pointer_batch(std::span<hazard_pointer>);
+  friend void clear_hazard_pointer_batch(std::span<hazard_pointer>) noexcept;
   hazard_pointer(detail::hp_thread* owner, unsigned index) noexcept
       : owner_(owner), index_(index) {}
 
@@ -469,9 +501,9 @@ class hazard_pointer {
   void release() noexcept {
     if (owner_ == nullptr) return;
     check("destruction");
-    owner_->used &= ~(1u << index_);
-    owner_ = nullptr;
-    wfmm_leave_fast();
+    detail::hp_thread* t = std::exchange(owner_, nullptr);
+    t->used &= ~(1u << index_);
+    if (t->used == 0) wfmm_leave_fast();  // the thread's last one
   }
 
   template <class T>
@@ -486,7 +518,7 @@ class hazard_pointer {
   unsigned index_ = 0;                  // protect index, < WFMM_PROTECT_SLOTS
 };
 
-// Takes one of the thread's protect indexes and enters a wfmm region. Throws
+// Takes one of the thread's protect indexes (the thread's first enters a wfmm region). Throws
 // hazard_pointer_exhausted (a std::bad_alloc) past 8 per thread, std::bad_alloc if the
 // thread's first call cannot allocate its 64-byte roots block.
 inline hazard_pointer make_hazard_pointer() {
@@ -497,9 +529,64 @@ inline hazard_pointer make_hazard_pointer() {
   if (t.roots == nullptr) [[unlikely]]
     detail::roots_slow();
   const unsigned i = static_cast<unsigned>(std::countr_zero(free));
-  wfmm_enter_fast();
+  if (t.used == 0) wfmm_enter_fast();  // the thread's first one
   t.used |= 1u << i;
   return hazard_pointer(&t, i);
+}
+
+// P3428R4: every empty element of batch gets a new hazard pointer of the calling thread;
+// non-empty elements are left as they are. Strong guarantee: on a throw nothing changed.
+// Throws hazard_pointer_exhausted (a std::bad_alloc) if the empty elements outnumber the
+// thread's free indexes (8 less those its non-empty hazard_pointers hold), std::bad_alloc
+// if the thread's first call cannot allocate its 64-byte roots block.
+// Cost: one look at the thread's state and at most one region enter for the whole batch.
+inline void make_hazard_pointer_batch(std::span<hazard_pointer> batch) {
+  detail::hp_thread& t = detail::tls_hp;
+  if (t.roots == nullptr) [[unlikely]]
+    detail::roots_slow();  // may throw; nothing changed yet
+  std::uint32_t free = ~t.used & detail::kAllSlots;
+  std::size_t n = 0;
+  // Bound: batch.size(). One pass: each empty element takes the lowest free index.
+  for (; n < batch.size(); ++n) {
+    hazard_pointer& h = batch[n];
+    if (!h.empty()) continue;
+    if (free == 0) [[unlikely]] {
+      // Too few indexes: give back the ones taken (strong guarantee), then throw.
+      // Bound: n.
+      for (std::size_t j = 0; j < n; ++j)
+        if (batch[j].owner_ == &t && (t.used & (1u << batch[j].index_)) == 0)
+          batch[j].owner_ = nullptr;
+      detail::exhausted();
+    }
+    h.owner_ = &t;
+    h.index_ = static_cast<unsigned>(std::countr_zero(free));
+    free &= free - 1;
+  }
+  const std::uint32_t used = ~free & detail::kAllSlots;
+  if (used == t.used) return;  // no empty element
+  if (t.used == 0) wfmm_enter_fast();
+  t.used = used;
+}
+
+// P3428R4: every non-empty element of batch gives its hazard pointer back and becomes
+// empty; empty elements are left as they are. At most one region leave for the whole
+// batch (when the thread holds no other hazard_pointer), which may run deleters as
+// destroying the thread's last hazard_pointer does. Every non-empty element must belong to
+// the calling thread (reported and aborts otherwise, as for destruction).
+inline void clear_hazard_pointer_batch(std::span<hazard_pointer> batch) noexcept {
+  detail::hp_thread& t = detail::tls_hp;
+  std::uint32_t given = 0;
+  // Bound: batch.size().
+  for (hazard_pointer& h : batch) {
+    if (h.owner_ == nullptr) continue;
+    if (h.owner_ != &t) [[unlikely]]
+      detail::bad_owner(h.owner_, "clear_hazard_pointer_batch");
+    given |= 1u << h.index_;
+    h.owner_ = nullptr;
+  }
+  if (given == 0) return;
+  t.used &= ~given;
+  if (t.used == 0) wfmm_leave_fast();
 }
 
 inline void swap(hazard_pointer& a, hazard_pointer& b) noexcept { a.swap(b); }

@@ -59,11 +59,17 @@ long wfmm_option_get(const char* name) WFMM_NOEXCEPT;
 int wfmm_collect(int force) WFMM_NOEXCEPT;
 
 /* Statistics, summed over per-thread counters when read. Reclamation fields stay 0 until
- * a program uses wfmm's safe memory reclamation. */
+ * a program uses wfmm's safe memory reclamation.
+ * "Committed" bytes are those wfmm has mapped from the OS (segments, large blocks, its own
+ * metadata) less those it has purged (madvise: handed back while still mapped): the memory
+ * wfmm may have made resident. It is an upper bound on wfmm's share of the process's RSS
+ * (pages committed but never touched are not resident) and does not count memory that is
+ * not wfmm's (code, stacks, other allocators); RSS, the kernel's count for the whole
+ * process, is in the wfmm_stats_print output. */
 struct wfmm_stats {
   uint64_t bytes_in_use;    /* usable bytes of live blocks */
   uint64_t bytes_mapped;    /* address space mapped from the OS */
-  uint64_t bytes_committed; /* mapped and not purged: an upper bound on resident memory */
+  uint64_t bytes_committed; /* mapped and not purged (see above) */
   uint64_t blocks_in_use;
   uint64_t retired;         /* blocks retired (reclamation) */
   uint64_t reclaimed;       /* retired blocks freed */
@@ -79,6 +85,15 @@ struct wfmm_stats {
   uint64_t deferred_peak_bytes; /* deferred free: the most at once */
   uint64_t deferral_max_eras;   /* deferred free: longest wait of a batch, in eras */
   uint64_t bytes_committed_peak; /* the most bytes_committed at once since start */
+  /* The most bytes_in_use seen by a sample. Samples: every statistics read (wfmm_stats_get,
+   * the prints), and every time bytes_committed reaches a new peak at least 1 MiB above
+   * the one of the previous such sample (wfmm maps or recommits memory: segments of 4 MiB,
+   * purged pages, large blocks). So sampled peak <= true peak <= bytes_committed_peak.
+   * The shortfall is what was allocated after the last sample inside memory already
+   * committed: while a program grows, about the unused part of its newest segments (a few
+   * MiB); a peak reached by reusing freed memory between two reads is not seen. Costs
+   * nothing on malloc and free: no counter beyond the per-thread ones. */
+  uint64_t bytes_in_use_peak;
 };
 
 void wfmm_stats_get(struct wfmm_stats* out) WFMM_NOEXCEPT;
@@ -149,12 +164,15 @@ struct wfmm_progress {
 void wfmm_progress_get(struct wfmm_progress* out) WFMM_NOEXCEPT;
 
 /* Human-readable statistics, with units: a line about the process (name, pid, wall and CPU
- * time, peak RSS), then labelled blocks: memory, calls, and reclamation and deferred free
- * only once the program used them. WFMM_SHOW_STATS=1 prints it at exit. */
+ * time, peak RSS), then blocks each labelled with the program's name and pid: memory (in
+ * use, committed and RSS, each now and at its peak; mapped), calls, and reclamation and
+ * deferred free only once the program used them. RSS is the kernel's: now from
+ * /proc/self/statm, the peak from getrusage (ru_maxrss). WFMM_SHOW_STATS=1 prints it at
+ * exit. */
 void wfmm_stats_print(FILE* out) WFMM_NOEXCEPT;
 /* The same as one JSON object on one line: "wfmm" (version), "program", "pid", "wall_s",
- * "user_s", "sys_s", "peak_rss_bytes", then every field of struct wfmm_stats by its name
- * (bytes in bytes). WFMM_SHOW_STATS=json prints it at exit. */
+ * "user_s", "sys_s", "rss_bytes", "peak_rss_bytes", then every field of struct wfmm_stats
+ * by its name (bytes in bytes). WFMM_SHOW_STATS=json prints it at exit. */
 void wfmm_stats_print_json(FILE* out) WFMM_NOEXCEPT;
 
 #ifdef __cplusplus

@@ -4,7 +4,7 @@
 // -----
 // xenium (https://github.com/mpoeter/xenium) takes its reclamation scheme as a policy. This
 // header supplies one more scheme, backed by the reclamation built into wfmm's heaps
-// (Crystalline-W; wfmm.h, reclaim.hpp):
+// (Crystalline-W; wfmm.h, reclaim.hpp). Complete C++17 program: examples/xenium_cxx17.cpp.
 //
 //   #include <cassert>                      // xenium 0.0.2's headers need it first
 //   #include <xenium/michael_scott_queue.hpp>
@@ -22,6 +22,7 @@
 //   }
 //
 // Requirements and behaviour:
+//  * C++17 or later, as xenium itself (tests/xenium/xenium17_test.cpp is built as C++17).
 //  * The program's operator new must be wfmm's (link libwfmm.so or libwfmm.a, or preload
 //    it): containers allocate nodes with `new`, and wfmm_retire_dispose needs a wfmm block.
 //  * enable_concurrent_ptr adds no data member to a node (it is an empty base; a stateful
@@ -72,14 +73,18 @@
 // returns the loaded word unchanged and never dereferences it.
 #pragma once
 
+#if __cplusplus < 201703L
+#error "wfmm/xenium.hpp needs C++17 or later (as xenium itself does)"
+#endif
+
 #include <cassert>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 
 #include <atomic>
-#include <bit>
 #include <cstddef>
+#include <cstring>
 #include <memory>
 #include <new>
 #include <type_traits>
@@ -89,6 +94,18 @@
 #include <xenium/reclamation/detail/guard_ptr.hpp>
 
 #include "fast.h"
+
+// constinit where the language has it; GCC >= 10 and Clang spell it otherwise in C++17.
+// Only a check: the initialiser is a constant either way, so no TLS init guard is emitted.
+#if defined(__cpp_constinit)
+#define WFMM_XENIUM_CONSTINIT constinit
+#elif defined(__clang__)
+#define WFMM_XENIUM_CONSTINIT __attribute__((require_constant_initialization))
+#elif defined(__GNUC__) && __GNUC__ >= 10
+#define WFMM_XENIUM_CONSTINIT __constinit
+#else
+#define WFMM_XENIUM_CONSTINIT
+#endif
 
 namespace wfmm {
 
@@ -101,7 +118,7 @@ struct slot_state {
   std::uint32_t shares[WFMM_PROTECT_SLOTS] = {};  // guards sharing index i
 };
 
-inline constinit thread_local slot_state tls_slots{};
+inline WFMM_XENIUM_CONSTINIT thread_local slot_state tls_slots{};
 
 // Roots for guards built from a raw pointer: wfmm_protect(&roots[i], i), one per index.
 // wfmm_protect wants a root in static storage or in a wfmm block that is only ever retired
@@ -150,7 +167,7 @@ inline unsigned char slot_take() noexcept {
   slot_state& s = tls_slots;
   const std::uint32_t free = ~s.used & ((1u << WFMM_PROTECT_SLOTS) - 1);
   if (free == 0) too_many_guards();
-  const unsigned i = static_cast<unsigned>(std::countr_zero(free));
+  const unsigned i = static_cast<unsigned>(__builtin_ctz(free));  // free != 0
   if (s.used == 0) wfmm_enter_fast();
   s.used |= 1u << i;
   s.shares[i] = 1;
@@ -179,6 +196,17 @@ void* const volatile* raw_address(const CP& p) noexcept {
   static_assert(sizeof(mp) == sizeof(void*) && std::is_trivially_copyable_v<mp>);
   static_assert(std::atomic<mp>::is_always_lock_free);
   return reinterpret_cast<void* const volatile*>(&p);
+}
+
+// std::bit_cast for C++17: To and From are one pointer-sized trivially copyable word
+// (a marked_ptr has constructors, hence the void* for -Wclass-memaccess).
+template <class To, class From>
+To word_cast(const From& from) noexcept {
+  static_assert(sizeof(To) == sizeof(From) && std::is_trivially_copyable_v<To> &&
+                std::is_trivially_copyable_v<From> && std::is_default_constructible_v<To>);
+  To to;
+  std::memcpy(static_cast<void*>(&to), static_cast<const void*>(&from), sizeof(To));
+  return to;
 }
 
 template <class T, class D>
@@ -254,7 +282,7 @@ class xenium_reclaimer::guard_ptr
     if (p.get() != nullptr) {
       slot_ = xenium_detail::slot_take();
       std::atomic<void*>& root = xenium_detail::root(slot_);
-      root.store(std::bit_cast<void*>(p), std::memory_order_relaxed);
+      root.store(xenium_detail::word_cast<void*>(p), std::memory_order_relaxed);
       (void)wfmm_protect_fast(reinterpret_cast<void* const volatile*>(&root), slot_);
     }
   }
@@ -363,10 +391,12 @@ class xenium_reclaimer::guard_ptr
     // wfmm_protect's load is an acquire load inside an opaque call; xenium's containers ask
     // for acquire (seq_cst only by default argument), and on x86-64 a seq_cst load is the
     // same instruction.
-    return std::bit_cast<MarkedPtr>(wfmm_protect_fast(xenium_detail::raw_address(p), slot_));
+    return xenium_detail::word_cast<MarkedPtr>(wfmm_protect_fast(xenium_detail::raw_address(p), slot_));
   }
 
   unsigned char slot_ = xenium_detail::no_slot;
 };
 
 }  // namespace wfmm
+
+#undef WFMM_XENIUM_CONSTINIT

@@ -4,10 +4,15 @@
 // content checks under WFMM_POISON=1; empty bases add no bytes; hazard_pointer's empty,
 // move, swap and destruction semantics; protection holds against other threads' retire;
 // the 9th hazard pointer in a thread throws hazard_pointer_exhausted (a bad_alloc), and
-// misuse (empty, other thread, uncaught exhaustion) dies with a clear message.
+// misuse (empty, other thread, uncaught exhaustion) dies with a clear message. Batches
+// (P3428R4): make_hazard_pointer_batch fills only the empty elements, all or nothing;
+// clear_hazard_pointer_batch empties them and leaves the region with the thread's last
+// hazard pointer; a batch holds its objects against retire; 3 readers reuse one batch each
+// per traversal while a writer replaces and retires the objects they read.
 #include <gtest/gtest.h>
 #include <stdint.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -488,5 +493,196 @@ TEST_F(Hazard, ExampleConfigSwappedWhileReadersRead) {
   EXPECT_EQ(g_counted_deletes.load(), counteds.load())
       << "Counted's own operator delete ran once per object";
   EXPECT_GT(reads.load(), 200u);
+  RT_EXPECT_NO_FAILURES();
+}
+
+// ---------------------------------------------------------------- batches (P3428R4)
+
+namespace {
+using hp_pair = std::array<sc::hazard_pointer, 2>;  // (no comma inside EXPECT_DEATH)
+
+// The calling thread's region nesting (fast.h's view of libwfmm's thread state).
+uint32_t region_depth() { return wfmm_thread_v1.depth; }
+
+bool all_empty(std::span<const sc::hazard_pointer> hs) {
+  for (const auto& h : hs)
+    if (!h.empty()) return false;
+  return true;
+}
+bool none_empty(std::span<const sc::hazard_pointer> hs) {
+  for (const auto& h : hs)
+    if (h.empty()) return false;
+  return true;
+}
+}  // namespace
+
+TEST_F(Hazard, BatchFillsOnlyEmptyElementsAndClearEmptiesThem) {
+  ASSERT_EQ(region_depth(), 0u);
+  std::array<sc::hazard_pointer, 4> hp;
+  hp[1] = sc::make_hazard_pointer();
+  EXPECT_EQ(region_depth(), 1u);
+  std::atomic<Config*> src{make<Config>(20)};
+  Config* held = hp[1].protect(src);
+  sc::make_hazard_pointer_batch(hp);
+  EXPECT_TRUE(none_empty(hp));
+  EXPECT_EQ(region_depth(), 1u) << "one region level for all of a thread's hazard pointers";
+  // hp[1] is unchanged: it still protects what it protected (its index was not handed out
+  // again, or the object would be reclaimed below).
+  src.store(nullptr);
+  retire_elsewhere_and_check(held, "a non-empty element of a batch");
+  // Four indexes are held: four more can be made, the ninth cannot.
+  std::array<sc::hazard_pointer, 4> more;
+  sc::make_hazard_pointer_batch(more);
+  EXPECT_TRUE(none_empty(more));
+  EXPECT_THROW((void)sc::make_hazard_pointer(), sc::hazard_pointer_exhausted);
+  sc::clear_hazard_pointer_batch(more);
+  EXPECT_TRUE(all_empty(more));
+  sc::make_hazard_pointer_batch(std::span(more).first(2));  // a batch is any span
+  EXPECT_TRUE(none_empty(std::span(more).first(2)));
+  EXPECT_TRUE(all_empty(std::span(more).last(2)));
+  sc::clear_hazard_pointer_batch(more);  // empty elements are skipped
+  EXPECT_TRUE(all_empty(more));
+  EXPECT_EQ(region_depth(), 1u);
+  sc::clear_hazard_pointer_batch(hp);
+  EXPECT_TRUE(all_empty(hp));
+  EXPECT_EQ(region_depth(), 0u) << "the last hazard pointer cleared leaves the region";
+  sc::clear_hazard_pointer_batch(hp);  // clearing an empty batch: no effect
+  EXPECT_EQ(region_depth(), 0u);
+  sc::make_hazard_pointer_batch(std::span<sc::hazard_pointer>());  // an empty span
+  EXPECT_EQ(region_depth(), 0u);
+  expect_all_reclaimed("after the batch went");
+}
+
+TEST_F(Hazard, BatchIsAllOrNothing) {
+  std::vector<sc::hazard_pointer> six;
+  for (int i = 0; i < 6; ++i) six.push_back(sc::make_hazard_pointer());
+  std::array<sc::hazard_pointer, 3> hp;
+  try {
+    sc::make_hazard_pointer_batch(hp);
+    ADD_FAILURE() << "a batch of 3 was made with 2 indexes free";
+  } catch (const std::bad_alloc& e) {
+    EXPECT_NE(dynamic_cast<const sc::hazard_pointer_exhausted*>(&e), nullptr);
+    EXPECT_NE(std::strstr(e.what(), "make_hazard_pointer(_batch)"), nullptr) << e.what();
+  }
+  EXPECT_TRUE(all_empty(hp)) << "a failed batch changed its elements";
+  // The two free indexes are still free.
+  sc::make_hazard_pointer_batch(std::span(hp).first(2));
+  EXPECT_TRUE(none_empty(std::span(hp).first(2)));
+  EXPECT_THROW((void)sc::make_hazard_pointer(), sc::hazard_pointer_exhausted);
+  // Two empty and one non-empty element with no index free: nothing changes either.
+  std::array<sc::hazard_pointer, 3> mixed;
+  mixed[0] = std::move(six.back());
+  six.pop_back();
+  EXPECT_THROW(sc::make_hazard_pointer_batch(mixed), sc::hazard_pointer_exhausted);
+  EXPECT_FALSE(mixed[0].empty());
+  EXPECT_TRUE(mixed[1].empty() && mixed[2].empty());
+  sc::clear_hazard_pointer_batch(hp);
+  sc::make_hazard_pointer_batch(mixed);  // now 2 are free: exactly enough
+  EXPECT_TRUE(none_empty(mixed));
+}
+
+TEST(HazardDeathTest, BatchMisuseDiesWithAMessage) {
+  EXPECT_DEATH(
+      {
+        hp_pair hp;
+        sc::make_hazard_pointer_batch(hp);
+        std::thread([&] { sc::clear_hazard_pointer_batch(hp); }).join();
+      },
+      "clear_hazard_pointer_batch on a hazard_pointer made by another thread");
+  EXPECT_DEATH(
+      {
+        hp_pair hp;
+        sc::make_hazard_pointer_batch(hp);
+        sc::rcu_barrier();  // a batch keeps the thread in a region too
+      },
+      "wfmm: barrier.*inside a region");
+}
+
+// Each element protects its object, which another thread then retires (and churns the era
+// on) before the next element protects: the elements must hold separate reservations.
+TEST_F(Hazard, BatchHoldsItsObjects) {
+  g_config_dtors = 0;
+  constexpr unsigned kN = 5;
+  std::atomic<Config*> srcs[kN];
+  for (unsigned i = 0; i < kN; ++i) srcs[i].store(make<Config>(200 + i));
+  {
+    std::array<sc::hazard_pointer, kN> hp;
+    sc::make_hazard_pointer_batch(hp);
+    Config* held[kN];
+    for (unsigned i = 0; i < kN; ++i) {
+      held[i] = hp[i].protect(srcs[i]);
+      srcs[i].store(nullptr);
+      retire_elsewhere_and_check(held[i], "an element of a batch");
+    }
+    std::thread([] {
+      for (int i = 0; i < 3000; ++i) wfmm_retire(wfmm_malloc(24));
+      wfmm_flush();
+    }).join();
+    EXPECT_EQ(g_config_dtors.load(), 0u) << "an object held by a batch was reclaimed";
+    for (unsigned i = 0; i < kN; ++i) EXPECT_EQ(held[i]->problem(), "") << i;
+    sc::clear_hazard_pointer_batch(hp);
+    expect_all_reclaimed("after the clear");
+    EXPECT_EQ(g_config_dtors.load(), uint64_t(kN)) << "cleared: the objects are reclaimed";
+  }
+}
+
+// 3 readers, each with one batch of 3 made and cleared around every read of 3 shared
+// objects (the batch is reused); 1 writer replaces and retires the objects. Every read
+// must see intact objects with versions that never go backwards.
+TEST_F(Hazard, BatchReusedByReadersWhileAWriterRetires) {
+  g_config_dtors = 0;
+  constexpr int kSlots = 3, kReaders = 3;
+  static std::atomic<Config*> slots[kSlots];
+  for (int i = 0; i < kSlots; ++i) slots[i].store(make<Config>(uint64_t(i) << 40));
+  const auto duration = std::chrono::milliseconds(600) * g_scale;
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> reads{0}, replaced{0};
+  StartLine start(kReaders + 1);
+  std::vector<std::thread> ts;
+  for (int r = 0; r < kReaders; ++r)
+    ts.emplace_back([&] {
+      start.arrive_and_wait();
+      std::array<sc::hazard_pointer, kSlots> hp;
+      uint64_t last[kSlots] = {}, n = 0;
+      while (!stop.load(std::memory_order_relaxed) && g_fail.count.load() == 0) {
+        sc::make_hazard_pointer_batch(hp);
+        if (!none_empty(hp)) g_fail.add("a batch left an element empty");
+        Config* c[kSlots];
+        for (int i = 0; i < kSlots; ++i) {
+          c[i] = hp[size_t(i)].protect(slots[i]);
+          if (!intact(c[i], "batch reader")) continue;
+          const uint64_t v = c[i]->pl.key.load(std::memory_order_relaxed);
+          if (v >> 40 != uint64_t(i)) g_fail.add("batch reader: an object of another slot");
+          if (v < last[i]) g_fail.add("batch reader: version went backwards");
+          last[i] = v;
+        }
+        if (++n % 4 == 0) std::this_thread::yield();  // let the writer retire what we hold
+        for (int i = 0; i < kSlots; ++i) intact(c[i], "batch reader, again");
+        sc::clear_hazard_pointer_batch(hp);
+        if (!all_empty(hp)) g_fail.add("a cleared batch kept an element");
+      }
+      reads += n;
+    });
+  ts.emplace_back([&] {
+    start.arrive_and_wait();
+    uint64_t v = 0;
+    while (!stop.load(std::memory_order_relaxed)) {
+      const int i = int(++v % kSlots);
+      Config* old = slots[i].exchange(make<Config>((uint64_t(i) << 40) | v));
+      old->pl.mark_unlinked();
+      old->retire();
+      if (v % 8 == 0) std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+    replaced += v;
+  });
+  std::this_thread::sleep_for(duration);
+  stop.store(true);
+  for (auto& t : ts) t.join();
+  for (auto& s : slots) s.exchange(nullptr)->retire();
+  expect_all_reclaimed("batch readers end");
+  printf("batch reads=%llu replaced=%llu\n", (unsigned long long)reads.load(),
+         (unsigned long long)replaced.load());
+  EXPECT_EQ(g_config_dtors.load(), replaced.load() + kSlots) << "every Config destroyed once";
+  EXPECT_GT(reads.load(), 100u);
   RT_EXPECT_NO_FAILURES();
 }
