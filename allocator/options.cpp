@@ -117,7 +117,7 @@ void warn_bad(const OptionDesc& d, const char* text, bool earlier) {
   if (is_bool(Opt(unsigned(&d - kOptionDesc)))) m.add(" or on/off, true/false, yes/no");
   if (&d == &kOptionDesc[unsigned(Opt::kShowStats)]) m.add(", text/json");
   if (earlier)
-    m.add("; keeping ").dec(g_option_value[unsigned(&d - kOptionDesc)].load(std::memory_order_relaxed))
+    m.add("; keeping ").dec(option(Opt(unsigned(&d - kOptionDesc))))
         .add(" from the earlier WFMM_").add(up).emit();
   else
     m.add("; using the default ").dec(d.def).emit();

@@ -4,6 +4,7 @@
 // captured; then the effective values and every warning line must be the model's, byte for
 // byte. Then a few wfmm_option_set/get calls by name (any case, WFMM_ prefix or not) against
 // the model's ranges. A mismatch prints both sides and traps, so libFuzzer saves the input.
+#include <ctype.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -116,7 +117,7 @@ size_t levenshtein(const std::string& a, const std::string& b) {
   for (size_t i = 1; i <= a.size(); ++i)
     for (size_t j = 1; j <= b.size(); ++j)
       d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1,
-                          d[i - 1][j - 1] + (upper(a.substr(i - 1, 1)) == upper(b.substr(j - 1, 1)) ? 0 : 1)});
+                          d[i - 1][j - 1] + (toupper(a[i - 1]) == toupper(b[j - 1]) ? 0 : 1)});
   return d[a.size()][b.size()];
 }
 

@@ -375,7 +375,7 @@ void check_reads(unsigned w, bool all) {
   const Shadow& s = g_sh[w];
   if (s.depth > 0)
     for (Node* q : s.prot)
-      if (q != nullptr) check_intact(q, "protected node modified (reclaimed under its reader?)", all);
+      if (q != nullptr) check_intact(q, "protected node modified (reclaimed under a reader?)", all);
   if (s.read_depth > 0)
     for (Node* q : s.read_held) check_intact(q, "node read under read_lock modified", all);
   for (Node* q : s.implicit_held)
@@ -503,7 +503,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         g_w[w]->call([&] {
           // Bound: 8 blocks.
           for (size_t k = 0; k < count; ++k) {
-            unsigned char* q = static_cast<unsigned char*>(shim ? wfmm_shim_malloc(n) : wfmm_malloc(n));
+            void* v = shim ? wfmm_shim_malloc(n) : wfmm_malloc(n);
+            unsigned char* q = static_cast<unsigned char*>(v);
             if (q == nullptr) fail("churn allocation failed");
             memset(q, 0x5a, n < 256 ? n : 256);
             shim ? wfmm_shim_free(q) : wfmm_free(q);
@@ -583,7 +584,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Every batch is published now: one barrier frees them all (the deleters included).
   nudged(0, [] { wfmm_barrier(); });
   for (Node* n : g_nodes)
-    if (n->has_dtor && !n->dtor_ran) fail("after flushes and a barrier a deleter has not run", long(n->born));
+    if (n->has_dtor && !n->dtor_ran)
+      fail("after flushes and a barrier a deleter has not run", long(n->born));
   // Nodes with deleters are all reclaimed now (checked above); the others' records go.
   for (Node* n : g_nodes) delete n;
   g_nodes.clear();
