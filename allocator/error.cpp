@@ -15,6 +15,17 @@ Msg& Msg::add(const char* s) {
   return *this;
 }
 
+Msg& Msg::text(const char* s, size_t max, char stop) {
+  size_t i = 0;
+  // Bound: max bytes (and the buffer size).
+  for (; s[i] != '\0' && s[i] != stop && i < max && n_ < sizeof buf_ - 1; ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    buf_[n_++] = c < 0x20 || c == 0x7f ? '?' : char(c);
+  }
+  if (s[i] != '\0' && s[i] != stop) add("...");
+  return *this;
+}
+
 Msg& Msg::udec(unsigned long v) {
   char tmp[24];
   int i = 0;

@@ -12,6 +12,9 @@ class Msg {
  public:
   Msg() { add("wfmm: "); }
   Msg& add(const char* s);
+  // Text from outside (an environment entry): at most max bytes, up to the first `stop`
+  // byte; control bytes shown as '?' (a message stays one line); "..." where it was cut.
+  Msg& text(const char* s, size_t max, char stop = '\0');
   Msg& dec(long v);
   Msg& udec(unsigned long v);
   Msg& hex(uintptr_t v);

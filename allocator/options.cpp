@@ -98,18 +98,29 @@ bool parse_value(Opt o, const char* s, long* out) {
   return parse_long(s, out);
 }
 
-void warn_bad(const OptionDesc& d, const char* text) {
+// Longest value text quoted in a warning: a longer one is cut with "...", so the range and
+// the value kept always fit the message (a 500-byte value used to push them out of it).
+constexpr size_t kMaxValueShown = 64;
+
+// earlier: an earlier entry of the same variable set the value now in effect (an
+// environment built with execve can name a variable twice); the bad entry keeps it.
+void warn_bad(const OptionDesc& d, const char* text, bool earlier) {
   Msg m;
   m.add("WFMM_");
   char up[40];
   size_t i = 0;
   for (const char* n = d.name; *n != '\0' && i < sizeof up - 1; ++n) up[i++] = upper(*n);
   up[i] = '\0';
-  m.add(up).add("='").add(text).add("' is invalid: accepted ").dec(d.min).add("..").dec(d.max);
+  m.add(up).add("='").text(text, kMaxValueShown).add("' is invalid: accepted ").dec(d.min)
+      .add("..").dec(d.max);
   if (&d == &kOptionDesc[unsigned(Opt::kOnError)]) m.add(" or abort/continue");
   if (is_bool(Opt(unsigned(&d - kOptionDesc)))) m.add(" or on/off, true/false, yes/no");
   if (&d == &kOptionDesc[unsigned(Opt::kShowStats)]) m.add(", text/json");
-  m.add("; using the default ").dec(d.def).emit();
+  if (earlier)
+    m.add("; keeping ").dec(option(Opt(unsigned(&d - kOptionDesc))))
+        .add(" from the earlier WFMM_").add(up).emit();
+  else
+    m.add("; using the default ").dec(d.def).emit();
 }
 
 // WFMM_* variables that wfmm documents and that are not options, so they draw no warning:
@@ -134,7 +145,8 @@ size_t edit_distance(const char* name, size_t n, const char* opt) {
     row[0] = i;
     for (size_t j = 1; j <= m; ++j) {
       size_t up = row[j];
-      size_t best = diag + (name[i - 1] == upper(opt[j - 1]) ? 0 : 1);
+      // Case-insensitive: WFMM_verbose gets the hint WFMM_VERBOSE.
+      size_t best = diag + (upper(name[i - 1]) == upper(opt[j - 1]) ? 0 : 1);
       if (up + 1 < best) best = up + 1;
       if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
       row[j] = best;
@@ -165,13 +177,8 @@ void warn_unknown(const char* entry) {
     if (cut > len) len = cut;
     if (i == 0 || d * best_len < best_d * len) best = i, best_d = d, best_len = len;
   }
-  char text[kMaxName + 4];
-  size_t t = 0;
-  for (; t < cut; ++t) text[t] = name[t];
-  if (cut < n) text[t++] = '.', text[t++] = '.', text[t++] = '.';
-  text[t] = '\0';
   Msg m;
-  m.add("unknown option WFMM_").add(text);
+  m.add("unknown option WFMM_").text(name, kMaxName, '=');
   if (2 * best_d <= best_len) {
     char up[kMaxName + 1];
     size_t i = 0;
@@ -186,11 +193,18 @@ void warn_unknown(const char* entry) {
 
 }  // namespace
 
+void options_reset_for_test() {
+  for (unsigned i = 0; i < unsigned(Opt::kCount); ++i)
+    g_option_value[i].store(kOptionDesc[i].def, std::memory_order_relaxed);
+  g_loaded.store(false, std::memory_order_release);
+}
+
 void options_load() {
   if (g_loaded.load(std::memory_order_acquire)) return;
   char** env = environ;
   if (env == nullptr) return;  // too early in start-up; a later slow path tries again
   if (g_loaded.exchange(true, std::memory_order_acq_rel)) return;
+  bool set[unsigned(Opt::kCount)] = {};  // by an earlier entry (see warn_bad)
   // Bound: the number of environment entries times the number of options.
   for (char** e = env; *e != nullptr; ++e) {
     if (strncmp(*e, "WFMM_", 5) != 0) continue;
@@ -201,10 +215,11 @@ void options_load() {
       known = true;
       long v = 0;
       if (!parse_value(Opt(i), text, &v) || v < kOptionDesc[i].min || v > kOptionDesc[i].max) {
-        warn_bad(kOptionDesc[i], text);
+        warn_bad(kOptionDesc[i], text, set[i]);
         continue;
       }
       g_option_value[i].store(v, std::memory_order_relaxed);
+      set[i] = true;
     }
     if (!known) warn_unknown(*e);
   }

@@ -39,6 +39,9 @@ WFMM_INLINE long option(Opt o) {
 
 // Reads the environment (once per process; a no-op afterwards). Warns on bad values.
 void options_load();
+// Tests only (tests/fuzz/options_fuzz.cpp): every option back to its default and the
+// environment unread, so the next options_load parses `environ` again. Not thread-safe.
+void options_reset_for_test();
 // 0 on success; -1 for an unknown name or out-of-range value (errno = EINVAL).
 int option_set(const char* name, long value);
 // -1 with errno = EINVAL for an unknown name.

@@ -2,9 +2,13 @@
 // process (valid values, bad values with one warning naming the variable and the range).
 #include <errno.h>
 #include <gtest/gtest.h>
+#include <spawn.h>
 #include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <string>
+#include <vector>
 
 #include "wfmm/wfmm.h"
 
@@ -17,6 +21,36 @@ std::string run_probe(const std::string& env) {
   char buf[256];
   while (fgets(buf, sizeof buf, f) != nullptr) out += buf;
   EXPECT_EQ(pclose(f), 0);
+  return out;
+}
+
+// The probe with exactly this environment (execve's envp: a name may come twice, which
+// `env` cannot do), stdout and stderr together.
+std::string run_probe_envp(const std::vector<std::string>& env) {
+  std::vector<char*> envp;
+  for (const std::string& e : env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  int fds[2];
+  if (pipe(fds) != 0) return "pipe failed";
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
+  posix_spawn_file_actions_addclose(&fa, fds[0]);
+  char* argv[] = {const_cast<char*>(WFMM_OPTION_PROBE), nullptr};
+  pid_t pid;
+  int rc = posix_spawn(&pid, WFMM_OPTION_PROBE, &fa, nullptr, argv, envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  close(fds[1]);
+  std::string out;
+  char buf[256];
+  ssize_t n;
+  while ((n = read(fds[0], buf, sizeof buf)) > 0) out.append(buf, size_t(n));
+  close(fds[0]);
+  EXPECT_EQ(rc, 0);
+  int status = 0;
+  if (rc == 0) waitpid(pid, &status, 0);
+  EXPECT_EQ(status, 0) << out;
   return out;
 }
 
@@ -143,4 +177,52 @@ TEST(Options, UnknownVariableWarnsOnceWithTheClosestOption) {
   EXPECT_EQ(out.find("SEGMENT_CACHE"), std::string::npos) << out;
   EXPECT_NE(out.find("segment_cache=3\n"), std::string::npos) << out;  // parsing goes on
   EXPECT_NE(out.find("purge_delay_ms=50\n"), std::string::npos) << out;
+}
+
+// Found by options_fuzz: a bad entry after a good one of the same variable keeps the good
+// value, and its warning says so (it said "using the default 50" while 7 stayed in effect).
+TEST(Options, BadValueAfterAGoodOneNamesTheValueKept) {
+  std::string out = run_probe_envp({"WFMM_PURGE_DELAY_MS=7", "WFMM_PURGE_DELAY_MS=abc"});
+  EXPECT_NE(out.find("purge_delay_ms=7\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("wfmm: WFMM_PURGE_DELAY_MS='abc' is invalid: accepted 0..3600000; keeping 7 "
+                     "from the earlier WFMM_PURGE_DELAY_MS\n"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("default"), std::string::npos) << out;
+  // The later good one wins; a bad one first still says "default".
+  out = run_probe_envp({"WFMM_SEGMENT_CACHE=x", "WFMM_SEGMENT_CACHE=3"});
+  EXPECT_NE(out.find("segment_cache=3\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("WFMM_SEGMENT_CACHE='x' is invalid: accepted 0..1024; using the default 16\n"),
+            std::string::npos)
+      << out;
+}
+
+// Found by options_fuzz: a value longer than the message buffer pushed the range and the
+// value kept out of the warning. Now it is cut at 64 bytes with "...", and control bytes
+// (a newline would split the line) show as '?'.
+TEST(Options, LongOrControlValuesKeepTheWarningWhole) {
+  std::string out = run_probe_envp({"WFMM_BATCH=" + std::string(600, '9')});
+  EXPECT_NE(out.find("wfmm: WFMM_BATCH='" + std::string(64, '9') +
+                     "...' is invalid: accepted 1..4096; using the default 64\n"),
+            std::string::npos)
+      << out;
+  out = run_probe_envp({"WFMM_VERBOSE=a\nb\x7f", "WFMM_Z\tQ=1"});
+  EXPECT_NE(out.find("wfmm: WFMM_VERBOSE='a?b?' is invalid: accepted 0..1 or on/off"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("wfmm: unknown option WFMM_Z?Q (ignored;"), std::string::npos) << out;
+  out = run_probe_envp({"WFMM_" + std::string(100, 'A') + "=1"});
+  EXPECT_NE(out.find("wfmm: unknown option WFMM_" + std::string(48, 'A') + "... (ignored;"),
+            std::string::npos)
+      << out;
+}
+
+// Found while writing options_fuzz's model: a name in lower case got no hint (the distance
+// compared the entry's letters, as given, with the upper-case names).
+TEST(Options, LowerCaseNameGetsTheHint) {
+  std::string out = run_probe_envp({"WFMM_segment_cache=3"});
+  EXPECT_NE(out.find("wfmm: unknown option WFMM_segment_cache (did you mean WFMM_SEGMENT_CACHE?)"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("segment_cache=16\n"), std::string::npos) << out;
 }
