@@ -8,6 +8,7 @@
 #include "birth.h"
 #include "config.h"
 #include "dcas.h"
+#include "tools.h"
 #include "wfmm/wfmm.h"
 
 namespace wfmm::reclaim {
@@ -95,6 +96,7 @@ WFMM_INLINE void leave() {
   }
   if (WFMM_UNLIKELY(t.depth == 0)) return leave_slow();
   t.depth = 0;
+  tools::tsan_release(t.in_region);  // (T1) pairs with publish's tsan_acquire
   t.in_region->store(0, std::memory_order_release);
   bool work = t.freeq != nullptr;
   for (uint32_t m = t.active & ((1u << kUserSlots) - 1); m != 0 && !work; m &= m - 1)

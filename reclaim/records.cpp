@@ -315,6 +315,7 @@ void thread_exit(void* arg) {
   // claim a record that nobody would give back: see deferred_free and retire_impl.
   t.exited = 1;
   t.depth = 0;
+  tools::tsan_release(t.in_region);  // (T1)
   t.in_region->store(0, std::memory_order_release);
   clear_all(t);
   publish_partial(t);
