@@ -34,6 +34,7 @@ enum : int { kUnknown = 0, kNoTool, kSanitizer, kMemcheck };
 // definition in the global scope; valgrind redirects calls to it at a lower level).
 // Written once, by whichever thread decides first; every thread computes the same values.
 std::atomic<FreeFn> g_free{nullptr};
+std::atomic<FreeFn> g_delete{nullptr};  // operator delete(void*), _ZdlPv
 std::atomic<UsableFn> g_usable{nullptr};
 std::atomic<int> g_tool{kUnknown};
 
@@ -68,6 +69,7 @@ int decide() {
     }
   }
   g_free.store(f, std::memory_order_relaxed);
+  g_delete.store(reinterpret_cast<FreeFn>(dlsym(RTLD_DEFAULT, "_ZdlPv")), std::memory_order_relaxed);
   g_usable.store(u, std::memory_order_relaxed);
   g_tool.store(tool, std::memory_order_release);
   return tool;
@@ -103,6 +105,9 @@ const char* foreign_block_check(void* p, size_t* size) {
   return nullptr;
 }
 
-void foreign_free(void* p) { g_free.load(std::memory_order_relaxed)(p); }
+void foreign_free(void* p, bool by_new) {
+  FreeFn f = by_new ? g_delete.load(std::memory_order_relaxed) : nullptr;
+  (f != nullptr ? f : g_free.load(std::memory_order_relaxed))(p);
+}
 
 }  // namespace wfmm

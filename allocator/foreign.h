@@ -13,8 +13,10 @@ namespace wfmm {
 // by calling that malloc (not inside wfmm's own malloc: retire is a program call).
 const char* foreign_block_check(void* p, size_t* size);
 
-// Frees a reclaimed foreign block through the process's free (the tool's: it then reports
+// Frees a reclaimed foreign block through the process's free or operator delete (the tool's: it then reports
 // any later access). Only after foreign_block_check accepted a block.
-void foreign_free(void* p);
+// by_new: p came from operator new (wfmm_retire_new), so operator delete frees it and the
+// tool sees matching calls.
+void foreign_free(void* p, bool by_new);
 
 }  // namespace wfmm

@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "os/os.h"
 
 #if WFMM_VALGRIND
 #include <valgrind/memcheck.h>
@@ -84,6 +85,7 @@ WFMM_INLINE void san_handed_out(void* p, size_t usable) {
   if (kAsanHooks && &__asan_unpoison_memory_region != nullptr)
     __asan_unpoison_memory_region(p, usable);
   tsan_acquire(p);
+  tsan_acquire(&os::g_map_sync);  // (T5) its segment may have been mapped by another thread
 }
 
 // A wfmm block going back to its page (wfmm_free, a reclaimed block): a later access by the

@@ -127,13 +127,16 @@ WFMM_EXPORT void* wfmm_protect(void* const volatile* src, unsigned index) noexce
   tools::tsan_acquire(const_cast<void**>(src));
   return p;
 }
-WFMM_EXPORT void wfmm_retire(void* p) noexcept { reclaim::retire(p, nullptr, nullptr, false); }
+WFMM_EXPORT void wfmm_retire(void* p) noexcept { reclaim::retire(p, nullptr, nullptr, 0); }
 WFMM_EXPORT void wfmm_retire_with(void* p, void (*dtor)(void*, void*), void* ctx) noexcept {
-  reclaim::retire(p, dtor, ctx, false);
+  reclaim::retire(p, dtor, ctx, 0);
+}
+WFMM_EXPORT void wfmm_retire_new(void* p, void (*dtor)(void*, void*), void* ctx) noexcept {
+  reclaim::retire(p, dtor, ctx, reclaim::kItemNew);
 }
 WFMM_EXPORT void wfmm_retire_dispose(void* p, void (*dispose)(void*, void*), void* ctx) noexcept {
-  if (dispose == nullptr) return reclaim::retire(p, nullptr, nullptr, false);
-  reclaim::retire(p, dispose, ctx, true);
+  if (dispose == nullptr) return reclaim::retire(p, nullptr, nullptr, 0);
+  reclaim::retire(p, dispose, ctx, reclaim::kItemDispose);
 }
 WFMM_EXPORT void wfmm_flush(void) noexcept { reclaim::flush(); }
 WFMM_EXPORT void wfmm_read_lock(void) noexcept { reclaim::read_lock(); }

@@ -64,12 +64,12 @@ uint32_t free_some(Batch* b, uint32_t budget, bool* done) {
   // Bound: budget (kFreeBudget) items.
   for (; b->freed < b->count && n < budget; ++n) {
     Item& it = b->items[b->freed++];
-    size_t size = size_t(it.size_kind >> 1);
+    size_t size = size_t(it.size_kind >> kItemShift);
     bytes += int64_t(size);
     // (T2) Every reader's drop and the publish released the batch (tsan_release in unref,
     // refs_add); the deleter and the free below are ordered after them for ThreadSanitizer.
     tools::tsan_acquire(b);
-    if (it.size_kind & 1) {
+    if (it.size_kind & kItemDispose) {
       // The disposer takes the block over as a live one (it may free it, or under deferred
       // free retire it again): its side word reads as born in era 0, not as freed.
       if (it.side != nullptr) it.side->store(0, std::memory_order_relaxed);
@@ -79,7 +79,7 @@ uint32_t free_some(Batch* b, uint32_t budget, bool* done) {
     if (it.fn != nullptr) it.fn(it.p, it.ctx);
     if (poison) memset(it.p, 0xdb, size);
     if (it.side == nullptr) {
-      foreign_free(it.p);  // a foreign block: back to the malloc that made it (foreign.h)
+      foreign_free(it.p, (it.size_kind & kItemNew) != 0);  // back to its malloc (foreign.h)
       continue;
     }
     // The block is no longer retired: a later malloc of it records a new era over the mark.

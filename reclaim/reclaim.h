@@ -60,7 +60,13 @@ void leave_slow();
 // (Exported for include/wfmm/fast.h's inline leave.)
 void leave_lists() __asm__("wfmm_leave_lists_v1") __attribute__((visibility("default")));
 void* protect_slow_entry(void* const volatile* src, unsigned index);
-void retire(void* p, void (*fn)(void*, void*), void* ctx, bool dispose);
+// Item::size_kind's low bits (internal.h): fn disposes of the block itself; a foreign block
+// (side == null) came from operator new, so it goes back through operator delete.
+inline constexpr uint64_t kItemDispose = 1, kItemNew = 2;
+inline constexpr unsigned kItemShift = 2;
+// kind: kItemDispose (fn takes the block over), kItemNew (made by operator new: a foreign
+// block is freed with operator delete); see internal.h.
+void retire(void* p, void (*fn)(void*, void*), void* ctx, uint64_t kind);
 void flush();
 void barrier();
 void progress(wfmm_progress* out);

@@ -213,7 +213,7 @@ void publish_held(Local& t) {
   t.held_bytes = 0;
 }
 
-void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, bool dispose, const char* who,
+void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, uint64_t kind, const char* who,
                  bool deferred) {
   if (p == nullptr) return;
   Local& t = t_local;
@@ -276,7 +276,7 @@ void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, bool dispose, con
   it.p = p;
   it.fn = fn;
   it.ctx = ctx;
-  it.size_kind = uint64_t(size) << 1 | (dispose ? 1 : 0);
+  it.size_kind = uint64_t(size) << kItemShift | kind;
   if (fn != nullptr) b->user_fn = 1;
   b->bytes += size;
   if (deferred)
@@ -295,10 +295,10 @@ void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, bool dispose, con
   run_frees();
 }
 
-void retire(void* p, void (*fn)(void*, void*), void* ctx, bool dispose) {
+void retire(void* p, void (*fn)(void*, void*), void* ctx, uint64_t kind) {
   Local& t = t_local;
   bool late = t.exited != 0 && t.rec == nullptr;
-  retire_impl(p, fn, ctx, dispose, "retire", false);
+  retire_impl(p, fn, ctx, kind, "retire", false);
   // A retire after the thread's teardown (a late TLS destructor): publish and give the
   // record back now, in case no destructor round is left to do it.
   if (WFMM_UNLIKELY(late) && t.rec != nullptr) thread_exit(t.rec);

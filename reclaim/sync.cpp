@@ -111,7 +111,7 @@ void synchronize() {
     static_cast<std::atomic<int>*>(ctx)->store(1, std::memory_order_release);
   };
   it.ctx = &done;
-  it.size_kind = uint64_t(size) << 1;
+  it.size_kind = uint64_t(size) << kItemShift;
   it.side = w;
   b->count = 1;
   // Born "at era 0": the marker reaches every reservation of every open region and read

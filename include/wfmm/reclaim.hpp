@@ -86,10 +86,12 @@ T* protect(const std::atomic<T*>& src, unsigned index) noexcept {
 template <class T>
 void retire(T* p) noexcept {
   if (p == nullptr) return;
+  // wfmm_retire_new: a foreign block (WFMM_FOREIGN_BLOCKS, under a sanitizer or valgrind)
+  // came from operator new and goes back through operator delete.
   if constexpr (std::is_trivially_destructible_v<T>) {
-    wfmm_retire(const_cast<std::remove_cv_t<T>*>(p));
+    wfmm_retire_new(const_cast<std::remove_cv_t<T>*>(p), nullptr, nullptr);
   } else {
-    wfmm_retire_with(
+    wfmm_retire_new(
         const_cast<std::remove_cv_t<T>*>(p), [](void* q, void*) { static_cast<T*>(q)->~T(); },
         nullptr);
   }
