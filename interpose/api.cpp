@@ -59,6 +59,12 @@ extern "C" {
 
 WFMM_EXPORT const char* wfmm_version(void) noexcept { return WFMM_VERSION; }
 
+#if WFMM_VALGRIND
+// Marks a libwfmm built with memcheck client requests (scripts/memcheck looks for it).
+WFMM_EXPORT extern const int wfmm_valgrind_client_requests;
+const int wfmm_valgrind_client_requests = 1;
+#endif
+
 // Under ASan or TSan (their malloc serves the standard names) the wfmm_* API's blocks are
 // wfmm's own: they are unpoisoned when handed out and poisoned when freed, so the program's
 // use of a freed or reclaimed one is reported (allocator/tools.h). Otherwise one branch.

@@ -31,6 +31,7 @@ struct node {
 
 std::atomic<node*> g_top{nullptr};
 std::atomic<long> g_bad{0};
+std::atomic<long> g_sink{0};
 bool g_race = false;
 
 void push(node* n) {
@@ -67,6 +68,28 @@ int main(int argc, char** argv) {
   }
   g_race = std::strcmp(mode, "race") == 0;
   long per = argc > 2 ? std::atol(argv[2]) : 20000;
+  if (g_race) {
+    // One pusher, one reader that only looks at the top node: every node the reader sees
+    // was written after its publication, with no synchronisation in between.
+    std::atomic<bool> done{false};
+    std::thread reader([&] {
+      long reads = 0, seen = 0;
+      // Bound: until the pusher is done (at least 2000 reads).
+      while (!done.load() || reads < 2000) {
+        wfmm::region r;
+        if (node* n = wfmm::protect(g_top, 0)) seen += n->payload[2];
+        ++reads;
+      }
+      g_sink.store(seen);  // keeps the reads
+    });
+    for (long i = 0; i < per; ++i) push(new node(i));
+    done.store(true);
+    reader.join();
+    while (node* n = pop()) wfmm::retire(n);
+    wfmm::barrier();
+    std::printf("race: %ld pushes\n", per);
+    return 0;
+  }
   std::vector<std::thread> ts;
   for (int t = 0; t < 4; ++t)
     ts.emplace_back([t, per] {

@@ -60,21 +60,30 @@ int main(int argc, char** argv) {
         item* it = new item{i, i * 3};
         q.push(it);
         it->check = -1;  // planted: a write after publication, the consumer reads it
+        // Lockstep (relaxed: no happens-before for TSan): were the producer far ahead, the
+        // consumer's reads of the queue's tail would order this write before its read, as
+        // the C++ memory model says, and the race would go unseen. Bound: one pop.
+        while (popped.load(std::memory_order_relaxed) <= i) std::this_thread::yield();
       }
     });
+    std::vector<item*> got;
+    long sink = 0;
     std::thread cons([&] {
+      // Bound: until all per items were popped.
       for (long n = 0; n < per;) {
         item* it;
         if (q.try_pop(it)) {
-          popped.fetch_add(it->check == it->key * 3 ? 1 : 0);
-          delete it;
+          sink += it->check;
+          popped.store(n + 1, std::memory_order_relaxed);
+          got.push_back(it);  // deleted after the joins: the race is the only bug here
           ++n;
         }
       }
     });
     prod.join();
     cons.join();
-    std::printf("race: %ld items\n", per);
+    for (item* it : got) delete it;
+    std::printf("race: %ld items (%ld)\n", per, sink);
     return 0;
   }
   queue q;
