@@ -17,7 +17,8 @@
 //    is freed once every region that could hold p has moved on. Retiring needs no region and
 //    never writes into *p. retire(p, deleter) runs deleter(p) instead, which takes the
 //    memory over (std::default_delete<T>{} is typical). p must come from wfmm (new/malloc
-//    while wfmm is the allocator, or wfmm_malloc).
+//    while wfmm is the allocator, or wfmm_malloc) -- or, under ASan, TSan or valgrind, from
+//    their new (WFMM_FOREIGN_BLOCKS; then deleted with operator delete once reclaimed).
 //  * flush(): publishes the thread's partial batch now. barrier(): flush, then wait until
 //    everything retired before the call is freed (outside any region; blocks like
 //    rcu_barrier).
