@@ -1,7 +1,8 @@
 /* A C program on wfmm's reclamation API, for ASan, TSan and valgrind (tests/debug/README in
  * CMakeLists.txt): `clean` runs readers against a writer that replaces and retires nodes and
  * must draw no report; `uar` reads a node after its reclamation and `race` writes a
- * published node's payload without synchronisation: the tool must report each. */
+ * published node's payload without synchronisation: the tool must report each. `stack`
+ * retires a stack address: wfmm must still reject it. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -64,6 +65,13 @@ int main(int argc, char** argv) {
     wfmm_retire(n);
     wfmm_barrier(); /* every batch published before is freed now */
     printf("read after reclaim: %ld\n", stale->payload[0]);
+    return 0;
+  }
+  if (strcmp(mode, "stack") == 0) {
+    /* Not a block of any malloc: wfmm must still say so under a checker's malloc. */
+    struct node on_stack;
+    on_stack.id = 1;
+    wfmm_retire(&on_stack);
     return 0;
   }
   g_race = strcmp(mode, "race") == 0;
