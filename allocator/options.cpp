@@ -25,10 +25,13 @@ const OptionDesc kOptionDesc[unsigned(Opt::kCount)] = {
     {"count_steps", 0, 0, 1, "record loop iteration maxima (wfmm_progress_get)"},
     {"deferred_free", 0, 0, 1, "free/delete retire the block: reused only after other threads pass through the allocator"},
     {"defer_min_bytes", 0, 0, 1L << 40, "deferred free: bytes a thread holds back before they may be reused"},
+    {"foreign_blocks", 2, 0, 2,
+     "retire accepts blocks of another malloc: 0 or 'off', 1 or 'on', 2 or 'auto' (only when "
+     "wfmm is not the process's malloc: ASan, TSan, valgrind)"},
 };
 
 std::atomic<long> g_option_value[unsigned(Opt::kCount)] = {
-    {0}, {0}, {0}, {50}, {16}, {110}, {64}, {16}, {0}, {0}, {0}, {0},
+    {0}, {0}, {0}, {50}, {16}, {110}, {64}, {16}, {0}, {0}, {0}, {0}, {2},
 };
 
 namespace {
@@ -87,6 +90,11 @@ bool parse_value(Opt o, const char* s, long* out) {
     if (same_word(s, "abort")) return *out = 0, true;
     if (same_word(s, "continue")) return *out = 1, true;
   }
+  if (o == Opt::kForeignBlocks) {
+    if (same_word(s, "off")) return *out = 0, true;
+    if (same_word(s, "on")) return *out = 1, true;
+    if (same_word(s, "auto")) return *out = 2, true;
+  }
   if (o == Opt::kShowStats) {
     if (same_word(s, "text")) return *out = 1, true;
     if (same_word(s, "json")) return *out = 2, true;
@@ -116,6 +124,7 @@ void warn_bad(const OptionDesc& d, const char* text, bool earlier) {
   if (&d == &kOptionDesc[unsigned(Opt::kOnError)]) m.add(" or abort/continue");
   if (is_bool(Opt(unsigned(&d - kOptionDesc)))) m.add(" or on/off, true/false, yes/no");
   if (&d == &kOptionDesc[unsigned(Opt::kShowStats)]) m.add(", text/json");
+  if (&d == &kOptionDesc[unsigned(Opt::kForeignBlocks)]) m.add(" or off/on/auto");
   if (earlier)
     m.add("; keeping ").dec(option(Opt(unsigned(&d - kOptionDesc))))
         .add(" from the earlier WFMM_").add(up).emit();
@@ -272,6 +281,8 @@ void options_print() {
     // Enumerations by name: the words WFMM_ON_ERROR and WFMM_SHOW_STATS take.
     if (Opt(i) == Opt::kOnError && (v == 0 || v == 1))
       m.add(v == 0 ? "abort" : "continue");
+    else if (Opt(i) == Opt::kForeignBlocks && v >= 0 && v <= 2)
+      m.add(v == 0 ? "off" : v == 1 ? "on" : "auto");
     else if (Opt(i) == Opt::kShowStats && v >= 0 && v <= 2)
       m.add(v == 0 ? "off" : v == 1 ? "text" : "json");
     else

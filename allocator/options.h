@@ -20,6 +20,7 @@ enum class Opt : unsigned {
   kCountSteps,       // 0..1: record loop iteration maxima (wfmm_progress_get)
   kDeferredFree,     // 0..1: the shim's free/delete retire instead of freeing
   kDeferMinBytes,    // freed bytes a thread holds back before they may be reused
+  kForeignBlocks,    // 0 off, 1 on, 2 auto: retire accepts blocks of the process's malloc
   kCount
 };
 

@@ -59,14 +59,49 @@ extern "C" {
 
 WFMM_EXPORT const char* wfmm_version(void) noexcept { return WFMM_VERSION; }
 
-WFMM_EXPORT void* wfmm_malloc(size_t n) noexcept { return api::malloc_(n); }
-WFMM_EXPORT void wfmm_free(void* p) noexcept { api::free_(p, "free"); }
-WFMM_EXPORT void* wfmm_calloc(size_t count, size_t size) noexcept {
-  return api::calloc_(count, size);
+#if WFMM_VALGRIND
+// Marks a libwfmm built with memcheck client requests (scripts/memcheck looks for it).
+WFMM_EXPORT extern const int wfmm_valgrind_client_requests;
+const int wfmm_valgrind_client_requests = 1;
+#endif
+
+// Under ASan or TSan (their malloc serves the standard names) the wfmm_* API's blocks are
+// wfmm's own: they are unpoisoned when handed out and poisoned when freed, so the program's
+// use of a freed or reclaimed one is reported (allocator/tools.h). Otherwise one branch.
+WFMM_EXPORT void* wfmm_malloc(size_t n) noexcept {
+  void* p = api::malloc_(n);
+  if (WFMM_UNLIKELY(tools::sanitizer_watches())) tools::san_handed_out(p, api::usable_quiet(p));
+  return p;
 }
-WFMM_EXPORT void* wfmm_realloc(void* p, size_t n) noexcept { return api::realloc_(p, n); }
+WFMM_EXPORT void wfmm_free(void* p) noexcept {
+  if (WFMM_UNLIKELY(tools::sanitizer_watches()) && p != nullptr) {
+    if (size_t n = api::usable_quiet(p)) tools::san_taken_back(p, n);
+  }
+  api::free_(p, "free");
+}
+WFMM_EXPORT void* wfmm_calloc(size_t count, size_t size) noexcept {
+  void* p = api::calloc_(count, size);
+  if (WFMM_UNLIKELY(tools::sanitizer_watches())) tools::san_handed_out(p, api::usable_quiet(p));
+  return p;
+}
+WFMM_EXPORT void* wfmm_realloc(void* p, size_t n) noexcept {
+  if (WFMM_UNLIKELY(tools::sanitizer_watches()) && p != nullptr && n != 0) {
+    // New block, copy, free, so each life is poisoned and ordered as with wfmm_free.
+    size_t old = api::usable_quiet(p);
+    if (old != 0) {
+      void* q = wfmm_malloc(n);
+      if (q == nullptr) return nullptr;  // errno set; the old block stays valid
+      memcpy(q, p, n < old ? n : old);
+      wfmm_free(p);
+      return q;
+    }
+  }
+  return api::realloc_(p, n);
+}
 WFMM_EXPORT void* wfmm_aligned_alloc(size_t alignment, size_t size) noexcept {
-  return api::aligned_alloc_(alignment, size);
+  void* p = api::aligned_alloc_(alignment, size);
+  if (WFMM_UNLIKELY(tools::sanitizer_watches())) tools::san_handed_out(p, api::usable_quiet(p));
+  return p;
 }
 
 WFMM_EXPORT size_t wfmm_usable_size(const void* p) noexcept {
@@ -92,15 +127,22 @@ WFMM_EXPORT void wfmm_stats_get(struct wfmm_stats* out) noexcept {
 WFMM_EXPORT void wfmm_enter(void) noexcept { reclaim::enter(); }
 WFMM_EXPORT void wfmm_leave(void) noexcept { reclaim::leave(); }
 WFMM_EXPORT void* wfmm_protect(void* const volatile* src, unsigned index) noexcept {
-  return reclaim::protect(src, index);
+  void* p = reclaim::protect(src, index);
+  // (T3) libwfmm's acquire load of *src is invisible to ThreadSanitizer: the program's
+  // release store of the pointer must still order the node's initialisation before its reads.
+  tools::tsan_acquire(const_cast<void**>(src));
+  return p;
 }
-WFMM_EXPORT void wfmm_retire(void* p) noexcept { reclaim::retire(p, nullptr, nullptr, false); }
+WFMM_EXPORT void wfmm_retire(void* p) noexcept { reclaim::retire(p, nullptr, nullptr, 0); }
 WFMM_EXPORT void wfmm_retire_with(void* p, void (*dtor)(void*, void*), void* ctx) noexcept {
-  reclaim::retire(p, dtor, ctx, false);
+  reclaim::retire(p, dtor, ctx, 0);
+}
+WFMM_EXPORT void wfmm_retire_new(void* p, void (*dtor)(void*, void*), void* ctx) noexcept {
+  reclaim::retire(p, dtor, ctx, reclaim::kItemNew);
 }
 WFMM_EXPORT void wfmm_retire_dispose(void* p, void (*dispose)(void*, void*), void* ctx) noexcept {
-  if (dispose == nullptr) return reclaim::retire(p, nullptr, nullptr, false);
-  reclaim::retire(p, dispose, ctx, true);
+  if (dispose == nullptr) return reclaim::retire(p, nullptr, nullptr, 0);
+  reclaim::retire(p, dispose, ctx, reclaim::kItemDispose);
 }
 WFMM_EXPORT void wfmm_flush(void) noexcept { reclaim::flush(); }
 WFMM_EXPORT void wfmm_read_lock(void) noexcept { reclaim::read_lock(); }

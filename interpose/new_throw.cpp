@@ -37,7 +37,7 @@ WFMM_COLD void* new_slow(size_t n, size_t align) {
 
 WFMM_INLINE void* new_impl(size_t n) {
   void* p = wfmm::heap_malloc_fast(n);
-  if (WFMM_LIKELY(p != nullptr)) return p;
+  if (WFMM_LIKELY(p != nullptr)) return wfmm::api::vg_out(p, false);  // (WFMM_VALGRIND only)
   return new_slow(n, 0);
 }
 

@@ -112,7 +112,10 @@ void deferred_free(void* p, const char* who) {
   Local& t = t_local;
   // After the thread's reclamation teardown (frees from glibc's own thread-exit cleanup):
   // freed at once; nobody would release a record claimed now.
-  if (WFMM_UNLIKELY(t.exited != 0 && t.rec == nullptr)) return heap_free(p, who);
+  if (WFMM_UNLIKELY(t.exited != 0 && t.rec == nullptr)) {
+    tools::vg_taken_back(p);  // (WFMM_VALGRIND builds: memcheck hears of the free here)
+    return heap_free(p, who);
+  }
   if (WFMM_UNLIKELY(g_alloc_hook.load(std::memory_order_relaxed) == nullptr))
     enable_deferred(false);
   quiesce();
@@ -120,12 +123,15 @@ void deferred_free(void* p, const char* who) {
   // loaded p) and no block anywhere is retired and unfreed (so p is not one: a double free
   // is then heap_free's to report). Free now, as immediate mode would; the batches resume
   // once a second thread makes an allocator call.
-  if (alone(t)) return heap_free(p, who);
+  if (alone(t)) {
+    tools::vg_taken_back(p);
+    return heap_free(p, who);
+  }
   // One check per 8 frees (a check reads a line other threads write): held batches are
   // still found faster than they are made (one per WFMM_BATCH frees, 64 by default), so the
   // list stays at the batches other threads still hold.
   if (t.mine != nullptr && (++t.reap_tick & 7) == 0) reap_held(t, 1);
-  retire_impl(p, nullptr, nullptr, false, who, true);
+  retire_impl(p, nullptr, nullptr, 0, who, true);
 }
 
 }  // namespace wfmm::reclaim

@@ -6,9 +6,11 @@
 #include <string.h>
 
 #include "error.h"
+#include "foreign.h"
 #include "heap.h"
 #include "meta.h"
 #include "options.h"
+#include "tools.h"
 
 namespace wfmm::reclaim {
 
@@ -24,10 +26,12 @@ void queue_free(Batch* b) {
 
 // (R4) acq_rel: every drop happens-before the free by the thread that reaches zero.
 void unref(Batch* b, uint64_t n) {
+  tools::tsan_release(b);  // (T2) this holder's reads of the batch's blocks come first
   if (b->refs.fetch_sub(n, std::memory_order_acq_rel) == n) queue_free(b);
 }
 
 void refs_add(Batch* b, uint64_t delta) {
+  tools::tsan_release(b);  // (T2) the publisher's scan (T1) and the retirer's writes
   if (b->refs.fetch_add(delta, std::memory_order_acq_rel) + delta == 0) queue_free(b);
 }
 
@@ -60,16 +64,27 @@ uint32_t free_some(Batch* b, uint32_t budget, bool* done) {
   // Bound: budget (kFreeBudget) items.
   for (; b->freed < b->count && n < budget; ++n) {
     Item& it = b->items[b->freed++];
-    size_t size = size_t(it.size_kind >> 1);
+    size_t size = size_t(it.size_kind >> kItemShift);
     bytes += int64_t(size);
-    // The block is no longer retired: a later malloc of it records a new era over the mark.
-    it.side->store(kFreedMark, std::memory_order_relaxed);
-    if (it.size_kind & 1) {
+    // (T2) Every reader's drop and the publish released the batch (tsan_release in unref,
+    // refs_add); the deleter and the free below are ordered after them for ThreadSanitizer.
+    tools::tsan_acquire(b);
+    if (it.size_kind & kItemDispose) {
+      // The disposer takes the block over as a live one (it may free it, or under deferred
+      // free retire it again): its side word reads as born in era 0, not as freed.
+      if (it.side != nullptr) it.side->store(0, std::memory_order_relaxed);
       it.fn(it.p, it.ctx);  // disposes of the block itself
       continue;
     }
     if (it.fn != nullptr) it.fn(it.p, it.ctx);
     if (poison) memset(it.p, 0xdb, size);
+    if (it.side == nullptr) {
+      foreign_free(it.p, (it.size_kind & kItemNew) != 0);  // back to its malloc (foreign.h)
+      continue;
+    }
+    // The block is no longer retired: a later malloc of it records a new era over the mark.
+    it.side->store(kFreedMark, std::memory_order_relaxed);
+    tools::block_taken_back(it.p, size);
     heap_free(it.p, "retire");
   }
   if (Record* r = t.rec) {
@@ -87,6 +102,7 @@ uint32_t free_some(Batch* b, uint32_t budget, bool* done) {
     }
   }
   // (E8) release: the frees above happen-before a barrier that sees the count drop.
+  tools::tsan_release(&g_live);  // (T2) the same for ThreadSanitizer
   g_live.fetch_sub(live_unit(b->gen & 1), std::memory_order_release);
   // Bound: the batch's cell chunks (eligible reservations / kChunkCells).
   while (CellChunk* ch = b->chunks) {
@@ -179,6 +195,7 @@ void leave_slow() {
     return;
   }
   t.depth = 0;
+  tools::tsan_release(t.in_region);  // (T1)
   t.in_region->store(0, std::memory_order_release);
   leave_lists();
 }

@@ -50,7 +50,8 @@ struct Item {
   void* p;
   void (*fn)(void*, void*);  // null: plain free
   void* ctx;
-  uint64_t size_kind;          // usable size << 1 | 1 when fn disposes of the block itself
+  // usable size << 2 | kItemNew | kItemDispose
+  uint64_t size_kind;
   std::atomic<uint64_t>* side;  // the block's side word
 };
 
@@ -192,7 +193,7 @@ Batch* new_batch();
 void publish(Batch* b);
 void publish_partial(Local& t);
 void publish_held(Local& t);
-void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, bool dispose, const char* who,
+void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, uint64_t kind, const char* who,
                  bool deferred);
 
 // frees.cpp: list drops and batch frees.

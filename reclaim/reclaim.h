@@ -8,6 +8,7 @@
 #include "birth.h"
 #include "config.h"
 #include "dcas.h"
+#include "tools.h"
 #include "wfmm/wfmm.h"
 
 namespace wfmm::reclaim {
@@ -59,7 +60,13 @@ void leave_slow();
 // (Exported for include/wfmm/fast.h's inline leave.)
 void leave_lists() __asm__("wfmm_leave_lists_v1") __attribute__((visibility("default")));
 void* protect_slow_entry(void* const volatile* src, unsigned index);
-void retire(void* p, void (*fn)(void*, void*), void* ctx, bool dispose);
+// Item::size_kind's low bits (internal.h): fn disposes of the block itself; a foreign block
+// (side == null) came from operator new, so it goes back through operator delete.
+inline constexpr uint64_t kItemDispose = 1, kItemNew = 2;
+inline constexpr unsigned kItemShift = 2;
+// kind: kItemDispose (fn takes the block over), kItemNew (made by operator new: a foreign
+// block is freed with operator delete); see internal.h.
+void retire(void* p, void (*fn)(void*, void*), void* ctx, uint64_t kind);
 void flush();
 void barrier();
 void progress(wfmm_progress* out);
@@ -95,6 +102,7 @@ WFMM_INLINE void leave() {
   }
   if (WFMM_UNLIKELY(t.depth == 0)) return leave_slow();
   t.depth = 0;
+  tools::tsan_release(t.in_region);  // (T1) pairs with publish's tsan_acquire
   t.in_region->store(0, std::memory_order_release);
   bool work = t.freeq != nullptr;
   for (uint32_t m = t.active & ((1u << kUserSlots) - 1); m != 0 && !work; m &= m - 1)

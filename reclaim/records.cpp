@@ -82,6 +82,7 @@ void pool_record(Record* r) {
   // claimed but not yet set up by its new owner is settled with nothing to settle).
   r->owner = nullptr;
   r->publishing.store(nullptr, std::memory_order_relaxed);
+  tools::tsan_release(r);  // (T5) with R6: the next owner's instrumented fast paths follow
   r->pooled.store(1, std::memory_order_release);
   g_npooled.fetch_add(1, std::memory_order_relaxed);  // a hint: the flag carries the edge
 }
@@ -212,6 +213,10 @@ Record* own_record(bool implicit) {
   if (r == nullptr) return nullptr;
   t.rec = r;
   r->owner = &t;
+  // (T5) The registry chunk holding r may have been mapped by another thread; the program's
+  // inline enter/leave/protect (fast.h) touch r, instrumented under ThreadSanitizer.
+  tools::tsan_acquire(&os::g_map_sync);
+  tools::tsan_acquire(r);  // (T5) a pooled record: its last owner's release
   t.in_region = &r->in_region;
   for (unsigned j = 0; j < kUserSlots; ++j) t.head[j] = &r->slots[j].head;
   for (unsigned j = 0; j < kSlots; ++j) {
@@ -315,6 +320,7 @@ void thread_exit(void* arg) {
   // claim a record that nobody would give back: see deferred_free and retire_impl.
   t.exited = 1;
   t.depth = 0;
+  tools::tsan_release(t.in_region);  // (T1)
   t.in_region->store(0, std::memory_order_release);
   clear_all(t);
   publish_partial(t);

@@ -6,7 +6,10 @@
 #include <new>
 
 #include "error.h"
+#include "foreign.h"
 #include "meta.h"
+#include "segment_map.h"
+#include "tools.h"
 #include "options.h"
 
 namespace wfmm::reclaim {
@@ -117,6 +120,8 @@ void publish(Batch* b) {
   for_each_record([&](Record* r) {
     // (E6) seq_cst: pairs with the owner's seq_cst store at enter.
     unsigned first = r->in_region.load(std::memory_order_seq_cst) != 0 ? 0 : kUserSlots;
+    // (T1) Outside a region: its reads of these blocks ended at its leave's tsan_release.
+    if (first != 0) tools::tsan_acquire(&r->in_region);
     // Bound: kSlots.
     unsigned end = b->skip_implicit || r == self ? kImplicitSlot : kSlots;
     for (unsigned j = first; j < end; ++j) {
@@ -208,7 +213,7 @@ void publish_held(Local& t) {
   t.held_bytes = 0;
 }
 
-void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, bool dispose, const char* who,
+void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, uint64_t kind, const char* who,
                  bool deferred) {
   if (p == nullptr) return;
   Local& t = t_local;
@@ -216,14 +221,22 @@ void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, bool dispose, con
   if (r == nullptr) return;
   std::atomic<uint64_t>* w;
   size_t size;
+  // A foreign block (WFMM_FOREIGN_BLOCKS; another malloc's, under ASan, TSan or valgrind):
+  // no side word (w stays null), born in era 0 (never unsafe, only pinned by every older
+  // reservation), freed through that malloc's free. A second retire of it is not detected
+  // here: the tool reports the second free.
+  uint64_t birth = 0;
   if (const char* why = block_for_retire(p, &w, &size)) {
     // A free of a block freed already (deferred mode) is a double free, like free's own.
     if (deferred && why[0] == 'u') why = "double free of";
-    return report_error(who, why, p);
+    if (deferred || segment_map_entry(reinterpret_cast<uintptr_t>(p)) != 0 ||
+        (why = foreign_block_check(p, &size)) != nullptr)
+      return report_error(who, why, p);
+    w = nullptr;
   }
   const char* twice = deferred ? "double free of" : "block already retired:";
   birth_tracking_on();  // frees check for retired blocks only while tracking is on
-  uint64_t birth = w->load(std::memory_order_relaxed);
+  if (w != nullptr) birth = w->load(std::memory_order_relaxed);
   // Reclaimed and freed since block_for_retire looked at it: a use of a freed block.
   if (birth == kFreedMark)
     return report_error(who, deferred ? "double free of" : "use of a freed block", p);
@@ -254,7 +267,8 @@ void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, bool dispose, con
   // freeing) the block at the same moment exactly one wins; the other reports and adds
   // nothing, so the block never lands in two batches. release: a helpee that finds the
   // batch through this word (parent hand-off) sees the batch initialised.
-  if (!w->compare_exchange_strong(birth, kRetiredBit | reinterpret_cast<uint64_t>(b),
+  if (w != nullptr &&
+      !w->compare_exchange_strong(birth, kRetiredBit | reinterpret_cast<uint64_t>(b),
                                   std::memory_order_release, std::memory_order_relaxed))
     return report_error(who, twice, p);
   Item& it = b->items[b->count++];
@@ -262,7 +276,7 @@ void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, bool dispose, con
   it.p = p;
   it.fn = fn;
   it.ctx = ctx;
-  it.size_kind = uint64_t(size) << 1 | (dispose ? 1 : 0);
+  it.size_kind = uint64_t(size) << kItemShift | kind;
   if (fn != nullptr) b->user_fn = 1;
   b->bytes += size;
   if (deferred)
@@ -281,10 +295,10 @@ void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, bool dispose, con
   run_frees();
 }
 
-void retire(void* p, void (*fn)(void*, void*), void* ctx, bool dispose) {
+void retire(void* p, void (*fn)(void*, void*), void* ctx, uint64_t kind) {
   Local& t = t_local;
   bool late = t.exited != 0 && t.rec == nullptr;
-  retire_impl(p, fn, ctx, dispose, "retire", false);
+  retire_impl(p, fn, ctx, kind, "retire", false);
   // A retire after the thread's teardown (a late TLS destructor): publish and give the
   // record back now, in case no destructor round is left to do it.
   if (WFMM_UNLIKELY(late) && t.rec != nullptr) thread_exit(t.rec);

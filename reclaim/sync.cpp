@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "heap.h"
+#include "tools.h"
 
 namespace wfmm::reclaim {
 
@@ -57,6 +58,7 @@ void barrier() {
     struct timespec ts = {0, 100 * 1000};
     nanosleep(&ts, nullptr);
   }
+  tools::tsan_acquire(&g_live);  // (T2) the frees counted under our parity
   // (The barrier's lock, see above: released once our generation drained; off every
   // malloc/free/retire/protect/enter/leave path.)
   pthread_mutex_unlock(&g_barrier_lock);
@@ -105,10 +107,11 @@ void synchronize() {
   Item& it = b->items[0];
   it.p = marker;
   it.fn = [](void*, void* ctx) {
+    tools::tsan_release(ctx);  // (T2) every reader's drop came before (free_some acquired)
     static_cast<std::atomic<int>*>(ctx)->store(1, std::memory_order_release);
   };
   it.ctx = &done;
-  it.size_kind = uint64_t(size) << 1;
+  it.size_kind = uint64_t(size) << kItemShift;
   it.side = w;
   b->count = 1;
   // Born "at era 0": the marker reaches every reservation of every open region and read
@@ -127,6 +130,7 @@ void synchronize() {
     nanosleep(&ts, nullptr);
     run_frees();
   }
+  tools::tsan_acquire(&done);
 }
 
 }  // namespace wfmm::reclaim

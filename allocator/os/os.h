@@ -10,6 +10,10 @@ namespace wfmm::os {
 // Maps `size` bytes (a multiple of the OS page) aligned to `align` (a power of two, at least
 // the OS page). Pre: size > 0. Returns null when the OS refuses. Fresh memory is zero.
 void* map_aligned(size_t size, size_t align);
+// Under ThreadSanitizer (weak hook; nothing otherwise) every new mapping releases this
+// address: a thread that uses memory another thread mapped (a record, an adopted segment's
+// block) acquires it first, so TSan orders the mapping before the use.
+extern char g_map_sync;
 
 // Unmaps a range obtained from map_aligned (or a page-aligned part of one).
 void unmap(void* p, size_t size);

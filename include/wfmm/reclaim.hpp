@@ -17,7 +17,8 @@
 //    is freed once every region that could hold p has moved on. Retiring needs no region and
 //    never writes into *p. retire(p, deleter) runs deleter(p) instead, which takes the
 //    memory over (std::default_delete<T>{} is typical). p must come from wfmm (new/malloc
-//    while wfmm is the allocator, or wfmm_malloc).
+//    while wfmm is the allocator, or wfmm_malloc) -- or, under ASan, TSan or valgrind, from
+//    their new (WFMM_FOREIGN_BLOCKS; then deleted with operator delete once reclaimed).
 //  * flush(): publishes the thread's partial batch now. barrier(): flush, then wait until
 //    everything retired before the call is freed (outside any region; blocks like
 //    rcu_barrier).
@@ -86,10 +87,12 @@ T* protect(const std::atomic<T*>& src, unsigned index) noexcept {
 template <class T>
 void retire(T* p) noexcept {
   if (p == nullptr) return;
+  // wfmm_retire_new: a foreign block (WFMM_FOREIGN_BLOCKS, under a sanitizer or valgrind)
+  // came from operator new and goes back through operator delete.
   if constexpr (std::is_trivially_destructible_v<T>) {
-    wfmm_retire(const_cast<std::remove_cv_t<T>*>(p));
+    wfmm_retire_new(const_cast<std::remove_cv_t<T>*>(p), nullptr, nullptr);
   } else {
-    wfmm_retire_with(
+    wfmm_retire_new(
         const_cast<std::remove_cv_t<T>*>(p), [](void* q, void*) { static_cast<T*>(q)->~T(); },
         nullptr);
   }

@@ -126,10 +126,16 @@ void wfmm_leave(void) WFMM_NOEXCEPT;
  * unlinked may already be retired: structures validate that the node is still reachable
  * (e.g. Harris-Michael's marked links) before trusting what they read through it. */
 void* wfmm_protect(void* const volatile* src, unsigned index) WFMM_NOEXCEPT;
-/* p: a live block from wfmm (any allocation call), or NULL (ignored). Freed when safe. */
+/* p: a live block from wfmm (any allocation call), or NULL (ignored). Freed when safe.
+ * Under ASan, TSan or valgrind, whose malloc replaces wfmm's, p may also be a block of that
+ * malloc (WFMM_FOREIGN_BLOCKS, README "Debugging"): freed with free() once reclaimed. */
 void wfmm_retire(void* p) WFMM_NOEXCEPT;
 /* As wfmm_retire; dtor(p, ctx) runs when safe, then the block is freed. */
 void wfmm_retire_with(void* p, void (*dtor)(void* p, void* ctx), void* ctx) WFMM_NOEXCEPT;
+/* As wfmm_retire_with (dtor may be NULL), for an object made by operator new: when p is a
+ * foreign block (WFMM_FOREIGN_BLOCKS: under ASan, TSan or valgrind their malloc made it),
+ * operator delete frees it, so the tool sees new matched by delete. wfmm::retire uses it. */
+void wfmm_retire_new(void* p, void (*dtor)(void* p, void* ctx), void* ctx) WFMM_NOEXCEPT;
 /* As wfmm_retire; dispose(p, ctx) runs when safe and takes the block over (it must free
  * it, e.g. through operator delete). For C++ deleters. */
 void wfmm_retire_dispose(void* p, void (*dispose)(void* p, void* ctx), void* ctx) WFMM_NOEXCEPT;

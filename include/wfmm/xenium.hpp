@@ -25,6 +25,8 @@
 //  * C++17 or later, as xenium itself (tests/xenium/xenium17_test.cpp is built as C++17).
 //  * The program's operator new must be wfmm's (link libwfmm.so or libwfmm.a, or preload
 //    it): containers allocate nodes with `new`, and wfmm_retire_dispose needs a wfmm block.
+//    Exception: under ASan, TSan or valgrind their operator new serves the program and the
+//    nodes are retired as foreign blocks (WFMM_FOREIGN_BLOCKS; docs/debugging.md).
 //  * enable_concurrent_ptr adds no data member to a node (it is an empty base; a stateful
 //    deleter is stored in a small block of its own when the node is retired).
 //  * A guard_ptr that holds a node owns one of the thread's WFMM_PROTECT_SLOTS (8) protect

@@ -27,7 +27,7 @@ namespace {
 
 // The model's table, written from README.md (not read from kOptionDesc: a wrong range or
 // default in the library's table is a finding too). kind: 0 number, 1 switch, 2 on_error,
-// 3 show_stats.
+// 3 show_stats, 4 foreign_blocks.
 struct ModelOpt {
   const char* name;
   long def, min, max;
@@ -46,6 +46,7 @@ const ModelOpt kModel[] = {
     {"count_steps", 0, 0, 1, 1},
     {"deferred_free", 0, 0, 1, 1},
     {"defer_min_bytes", 0, 0, 1L << 40, 0},
+    {"foreign_blocks", 2, 0, 2, 4},
 };
 constexpr unsigned kN = sizeof kModel / sizeof kModel[0];
 static_assert(kN == unsigned(wfmm::Opt::kCount), "the model lists every option");
@@ -92,6 +93,9 @@ bool model_value(const ModelOpt& o, const std::string& text, long* out) {
   if (o.kind == 2 && w == "continue") return *out = 1, true;
   if (o.kind == 3 && w == "text") return *out = 1, true;
   if (o.kind == 3 && w == "json") return *out = 2, true;
+  if (o.kind == 4 && w == "off") return *out = 0, true;
+  if (o.kind == 4 && w == "on") return *out = 1, true;
+  if (o.kind == 4 && w == "auto") return *out = 2, true;
   if (o.kind == 1 || o.kind == 3) {
     if (w == "on" || w == "yes" || w == "true") return *out = 1, true;
     if (w == "off" || w == "no" || w == "false") return *out = 0, true;
@@ -147,6 +151,7 @@ std::string model_bad(const ModelOpt& o, const std::string& text, bool earlier, 
   if (o.kind == 2) m += " or abort/continue";
   if (o.kind == 1 || o.kind == 3) m += " or on/off, true/false, yes/no";
   if (o.kind == 3) m += ", text/json";
+  if (o.kind == 4) m += " or off/on/auto";
   if (earlier)
     m += "; keeping " + std::to_string(kept) + " from the earlier WFMM_" + upper(o.name);
   else
@@ -160,6 +165,7 @@ std::string model_print(const long* v) {
     std::string val = std::to_string(v[i]);
     if (kModel[i].kind == 2) val = v[i] == 0 ? "abort" : "continue";
     if (kModel[i].kind == 3) val = v[i] == 0 ? "off" : v[i] == 1 ? "text" : "json";
+    if (kModel[i].kind == 4) val = v[i] == 0 ? "off" : v[i] == 1 ? "on" : "auto";
     m += "wfmm: option " + std::string(kModel[i].name) + " = " + val + "  (" +
          wfmm::kOptionDesc[i].help + ")\n";
   }
@@ -188,7 +194,7 @@ struct Reader {
 };
 
 const char* const kWords[] = {"on",  "off",   "yes",  "no",       "true", "false", "abort",
-                              "continue", "text", "json", "ON", "Yes", "maybe", "", "-", "+"};
+                              "continue", "text", "json", "auto", "ON", "Yes", "maybe", "", "-", "+"};
 
 // A value text: raw bytes, a word (any case), or a number at or around a range's edges.
 std::string value_text(Reader& r, const ModelOpt& o) {
