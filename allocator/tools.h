@@ -31,7 +31,7 @@ inline constexpr bool kTsanHooks = false;
 #else
 inline constexpr bool kTsanHooks = true;
 #endif
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) || defined(WFMM_NO_ASAN_HOOKS)
 inline constexpr bool kAsanHooks = false;
 #else
 inline constexpr bool kAsanHooks = true;

@@ -80,9 +80,17 @@ WFMM_EXPORT void wfmm_free(void* p) noexcept {
   api::free_(p, "free");
 }
 WFMM_EXPORT void* wfmm_calloc(size_t count, size_t size) noexcept {
-  void* p = api::calloc_(count, size);
-  if (WFMM_UNLIKELY(tools::sanitizer_watches())) tools::san_handed_out(p, api::usable_quiet(p));
-  return p;
+  size_t n;
+  if (WFMM_UNLIKELY(tools::sanitizer_watches()) && !__builtin_mul_overflow(count, size, &n)) {
+    // Unpoisoned before it is cleared: calloc's memset of a block freed earlier would be
+    // ASan's use-after-poison inside wfmm (ASan intercepts memset).
+    void* p = api::malloc_(n);
+    if (p == nullptr) return nullptr;
+    tools::san_handed_out(p, api::usable_quiet(p));
+    memset(p, 0, n);
+    return p;
+  }
+  return api::calloc_(count, size);
 }
 WFMM_EXPORT void* wfmm_realloc(void* p, size_t n) noexcept {
   if (WFMM_UNLIKELY(tools::sanitizer_watches()) && p != nullptr && n != 0) {
