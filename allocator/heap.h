@@ -98,6 +98,7 @@ WFMM_INLINE void* heap_malloc_fast(size_t n) {
     b = pg->local_free_;
     if (b == nullptr) return nullptr;
     pg->local_free_ = nullptr;
+    pg->free_is_zero_ = false;  // freed blocks hold old data (same cache line: no cost)
   }
   uintptr_t link = b->next.load(std::memory_order_relaxed) ^ pg->key_;
   pg->free_ = reinterpret_cast<Block*>(link);
@@ -115,6 +116,7 @@ WFMM_INLINE void* heap_malloc_fast(size_t n) {
     // first), so the list's end costs one unusual branch here instead of one more there.
     pg->free_ = pg->local_free_;
     pg->local_free_ = nullptr;
+    pg->free_is_zero_ = false;
   }
   if (WFMM_UNLIKELY(g_track.load(std::memory_order_relaxed))) return malloc_link_slow(h, pg, b);
   return b;

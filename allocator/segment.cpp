@@ -195,6 +195,7 @@ void init_header(Segment* s, SegmentKind kind, size_t size, bool fresh) {
   for (unsigned i = 0; i < s->page_count_; ++i) {
     s->pages_[i].index_ = uint8_t(i);
     s->pages_[i].page_shift_ = s->page_shift_;
+    s->pages_[i].zero_ = fresh;  // a fresh mapping reads zero until written
   }
 }
 

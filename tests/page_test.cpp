@@ -2,6 +2,8 @@
 // reuse, thread exit and adoption, the heap's lists agree with its counters.
 #include <gtest/gtest.h>
 
+#include <string.h>
+
 #include <atomic>
 #include <thread>
 #include <vector>
@@ -124,5 +126,68 @@ TEST(Page, EmptyPagesArePurgedOnlyAfterTheDelay) {
   wfmm_stats_get(&later);
   EXPECT_LT(later.bytes_committed + (6u << 20), full.bytes_committed);
   EXPECT_HEAP_VALID();
+  wfmm_option_set("purge_delay_ms", 50);
+}
+
+// calloc skips its memset for blocks carved from zeroed memory (Page::free_is_zero_): every
+// block that was handed out before must still come back zeroed, whatever list it returns
+// through (local frees, the swap at a list's end, remote frees, a page freed and reused for
+// another size, a purged page). Each block is written whole (its usable size) before its
+// free, so a skipped memset shows as a non-zero byte.
+namespace {
+void expect_calloc_zero(size_t n, std::vector<void*>& out) {
+  auto* p = static_cast<unsigned char*>(wfmm_calloc(1, n));
+  ASSERT_NE(p, nullptr);
+  for (size_t i = 0; i < n; ++i) ASSERT_EQ(p[i], 0) << n << "-byte calloc, byte " << i;
+  memset(p, 0xab, wfmm_usable_size(p));
+  out.push_back(p);
+}
+}  // namespace
+
+TEST(Page, CallocZeroesEveryRecycledBlockAndSkipsFreshOnes) {
+  const size_t sizes[] = {16, 40, 256, 1000, 8192, 20000, 131072};
+  for (long delay : {50L, 0L}) {  // 0: empty pages are purged at once, then reused
+    ASSERT_EQ(wfmm_option_set("purge_delay_ms", delay), 0);
+    std::thread([&] {
+      Rng r(uint64_t(delay) + 3);
+      for (size_t n : sizes) {
+        // Enough blocks to cross several page_extend batches and list ends.
+        size_t count = n <= 1000 ? 3000 : n <= 20000 ? 200 : 12;
+        for (int round = 0; round < 4; ++round) {
+          std::vector<void*> live;
+          for (size_t i = 0; i < count; ++i) expect_calloc_zero(n, live);
+          // Free a random half locally, the rest from another thread (remote frees).
+          std::vector<void*> remote;
+          for (void* p : live) {
+            if (r.below(2) != 0)
+              wfmm_free(p);
+            else
+              remote.push_back(p);
+          }
+          std::thread([&] {
+            for (void* p : remote) wfmm_free(p);
+          }).join();
+          // Reused blocks (local, collected remote, purged or not), and new fresh ones.
+          live.clear();
+          for (size_t i = 0; i < count + count / 2; ++i) expect_calloc_zero(n, live);
+          EXPECT_HEAP_VALID();
+          for (void* p : live) wfmm_free(p);
+        }
+        // The pages of n emptied: the next size may get them (reuse for another class).
+        wfmm_collect(0);
+      }
+      // Write, free, calloc the same size: the same block, dirty, must come back zeroed.
+      for (size_t n : sizes) {
+        for (int k = 0; k < 100; ++k) {
+          void* p = wfmm_malloc(n);
+          memset(p, 0xcd, wfmm_usable_size(p));
+          wfmm_free(p);
+          std::vector<void*> one;
+          expect_calloc_zero(n, one);
+          wfmm_free(one[0]);
+        }
+      }
+    }).join();
+  }
   wfmm_option_set("purge_delay_ms", 50);
 }
