@@ -44,8 +44,10 @@ void* alloc_zeroed(size_t n) {
     heap_thread_start();
     void* p = large_alloc(n, 0);
     if (p == nullptr) return nullptr;
+    // Only the part not known zero (Segment::block_dirty_; a fresh mapping: none), so the
+    // pages that read zero are not written (faulted in) here.
     Segment* s = segment_containing(reinterpret_cast<uintptr_t>(p));
-    if (!s->fresh_) memset(p, 0, n);  // a fresh mapping is zero already
+    memset(p, 0, n < s->block_dirty_ ? n : s->block_dirty_);
     return p;
   }
   void* p = heap_malloc(n);

@@ -166,10 +166,34 @@ void unmap_segment(Segment* s) {
   if (purged != 0) g_bytes_purged.fetch_sub(purged, std::memory_order_relaxed);
 }
 
+// The zero units (Segment::zero_units_) of a standard segment whose pages are all free,
+// from its pages' zero_ flags. Large segments keep theirs current; huge ones have none.
+uint64_t zero_units_of(const Segment* s) {
+  if (s->size_ != kSegmentSize) return 0;
+  uint64_t z = 0;
+  switch (s->kind_) {
+    case SegmentKind::kSmall:
+      for (unsigned i = 1; i < kMaxPagesPerSegment; ++i)
+        if (s->pages_[i].zero_) z |= uint64_t(1) << i;
+      return z;
+    case SegmentKind::kMedium: {
+      constexpr unsigned kPer = 1u << (kMediumPageShift - kSmallPageShift);  // 8 units
+      for (unsigned i = 0; i < s->page_count_; ++i)
+        if (s->pages_[i].zero_) z |= ((uint64_t(1) << kPer) - 1) << (i * kPer);
+      return z & ~uint64_t(1);  // page 0's first unit is the header
+    }
+    default:
+      return s->zero_units_;
+  }
+}
+
 void init_header(Segment* s, SegmentKind kind, size_t size, bool fresh) {
-  // The side map outlives reuse as another kind (a fresh mapping reads as null here).
+  // The side map outlives reuse as another kind (a fresh mapping reads as null here); so
+  // does the knowledge of which units read zero.
   std::atomic<uint64_t>* side_map = s->xside_map_.load(std::memory_order_relaxed);
+  uint64_t zero = fresh ? ~uint64_t(1) : size == kSegmentSize ? s->zero_units_ : 0;
   new (s) Segment();
+  s->zero_units_ = zero;
   s->xside_map_.store(side_map, std::memory_order_relaxed);
   s->cookie_ = kSegmentCookie ^ reinterpret_cast<uintptr_t>(s);
   s->kind_ = kind;
@@ -195,7 +219,15 @@ void init_header(Segment* s, SegmentKind kind, size_t size, bool fresh) {
   for (unsigned i = 0; i < s->page_count_; ++i) {
     s->pages_[i].index_ = uint8_t(i);
     s->pages_[i].page_shift_ = s->page_shift_;
-    s->pages_[i].zero_ = fresh;  // a fresh mapping reads zero until written
+    // A page reads zero when every unit it covers does (a fresh mapping: all of them).
+    uint64_t units = 0;
+    if (kind == SegmentKind::kSmall) {
+      units = uint64_t(1) << i;
+    } else if (kind == SegmentKind::kMedium) {
+      constexpr unsigned kPer = 1u << (kMediumPageShift - kSmallPageShift);
+      units = (((uint64_t(1) << kPer) - 1) << (i * kPer)) & ~uint64_t(1);
+    }
+    s->pages_[i].zero_ = units != 0 && (zero & units) == units;
   }
 }
 
@@ -296,6 +328,7 @@ void segment_clear_pages(Segment* s) {
 
 void segment_release(Segment* s) {
   s->xowner_.store(nullptr, std::memory_order_relaxed);
+  s->zero_units_ = zero_units_of(s);  // before the page descriptors are cleared
   // A stale free into a cached segment must find no block: clear every page descriptor.
   for (unsigned i = 0; i < s->page_count_; ++i) {
     Page& pg = s->pages_[i];

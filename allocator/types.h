@@ -122,6 +122,15 @@ struct Segment {
   uint32_t used_pages_ = 0;  // pages holding a size class (owner)
   size_t size_ = 0;          // bytes mapped
   bool fresh_ = false;       // never used since mapped: memory reads as zero
+  // Standard (kSegmentSize) segments: bit u set = the 64 KiB unit u reads zero (never
+  // written since mapped, or purged). Kept across reuse from the cache or the large stash
+  // (init_header preserves it): segment_release computes it from the pages' zero_ flags;
+  // a large segment keeps it up to date itself (large_alloc clears its block's units). Bit 0
+  // (the header) is never set. Huge segments: 0.
+  uint64_t zero_units_ = 0;
+  // Large and huge blocks: the bytes from the block's start that calloc must clear (the
+  // rest of the block lies in zero units). Set by large_alloc.
+  size_t block_dirty_ = 0;
   uint64_t freed_at_ms_ = 0;
   std::atomic<Heap*> xowner_{nullptr};
   Segment* next_ = nullptr;  // the owning heap's segment list

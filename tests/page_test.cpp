@@ -176,8 +176,31 @@ TEST(Page, CallocZeroesEveryRecycledBlockAndSkipsFreshOnes) {
         // The pages of n emptied: the next size may get them (reuse for another class).
         wfmm_collect(0);
       }
+      // Large blocks reuse a segment (the thread's stash, the cache) whose units are partly
+      // dirty: calloc clears only those (Segment::block_dirty_), which must cover every
+      // byte a block wrote before, also one of another size or kind.
+      const size_t pairs[][2] = {{200000, 3u << 20}, {3u << 20, 200000}, {1u << 20, 2u << 20},
+                                 {1000, 3u << 20}, {3u << 20, 5000}, {300000, 100}};
+      for (auto& ab : pairs) {
+        for (int k = 0; k < 3; ++k) {
+          // Enough blocks of the first size to fill and empty whole segments.
+          std::vector<void*> dirty;
+          size_t count = ab[0] >= 100000 ? 2 : (6u << 20) / ab[0];
+          for (size_t i = 0; i < count; ++i) {
+            void* p = wfmm_malloc(ab[0]);
+            memset(p, 0xee, wfmm_usable_size(p));
+            dirty.push_back(p);
+          }
+          for (void* p : dirty) wfmm_free(p);
+          wfmm_collect(0);  // emptied segments go to the cache
+          std::vector<void*> got;
+          for (int i = 0; i < 3; ++i) expect_calloc_zero(ab[1], got);
+          for (void* p : got) wfmm_free(p);
+        }
+      }
       // Write, free, calloc the same size: the same block, dirty, must come back zeroed.
-      for (size_t n : sizes) {
+      for (size_t n : {size_t(16), size_t(256), size_t(8192), size_t(131072), size_t(200000),
+                       size_t(3u << 20)}) {
         for (int k = 0; k < 100; ++k) {
           void* p = wfmm_malloc(n);
           memset(p, 0xcd, wfmm_usable_size(p));
