@@ -55,7 +55,7 @@ void* alloc_zeroed(size_t n) {
   // A block from a list of never-used blocks of zeroed memory (Page::free_is_zero_) reads
   // zero already (malloc cleared its link word): no memset, and its pages stay untouched
   // until the program writes them. The flag is read after the pop: a pop that ended the
-  // list swapped freed blocks in and cleared it, which only costs a needless memset.
+  // list and swapped freed blocks in cleared it, which only costs a needless memset.
   // A malloc of at most kMediumMax bytes comes from a small or medium page.
   Segment* s = reinterpret_cast<Segment*>(reinterpret_cast<uintptr_t>(p) & ~kSegmentMask);
   if (!s->page_of(reinterpret_cast<uintptr_t>(p))->free_is_zero_) memset(p, 0, n);
