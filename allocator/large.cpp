@@ -14,6 +14,9 @@ namespace {
 
 size_t round_page(size_t n) { return (n + os::kPageSize - 1) & ~(os::kPageSize - 1); }
 
+constexpr size_t kHugePage = size_t(2) << 20;
+size_t round_huge(size_t n) { return (n + kHugePage - 1) & ~(kHugePage - 1); }
+
 // The 64 KiB units of a standard segment that its first `end` bytes touch.
 uint64_t units_below(size_t end) {
   unsigned last = unsigned((end - 1) >> kSmallPageShift);
@@ -35,7 +38,9 @@ void* large_alloc(size_t n, size_t align) {
   size_t need = kHeaderSize + slack + usable;
   if (need < usable || usable > kMaxAllocSize) return nullptr;
   SegmentKind kind = need <= kSegmentSize ? SegmentKind::kLarge : SegmentKind::kHuge;
-  size_t size = kind == SegmentKind::kLarge ? kSegmentSize : round_page(need);
+  // Huge mappings end at a 2 MiB boundary: their tail is a huge page too (segment_alloc
+  // asks for them), instead of up to 511 small ones faulted one by one.
+  size_t size = kind == SegmentKind::kLarge ? kSegmentSize : round_huge(need);
   if ((size >> kSegmentShift) >= kMaxMappingSegments) return nullptr;
   Heap* h = t_heap;
   Segment* s;

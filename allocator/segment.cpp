@@ -288,6 +288,11 @@ Segment* segment_alloc(SegmentKind kind, size_t size) {
   } else {
     void* p = os::map_aligned(size, kSegmentSize);
     if (p == nullptr) return nullptr;
+    // A huge block (over 4 MiB) is one mapping of its own, mostly written whole: 2 MiB pages
+    // fault it in 512 times less often (malloc-large: 116k faults to a few hundred) and
+    // spare the TLB. Standard segments stay on 4 KiB pages: their 64 KiB pages are purged
+    // one by one, which would split huge pages.
+    if (kind == SegmentKind::kHuge) os::advise_huge_pages(p, size);
     s = static_cast<Segment*>(p);
     fresh = true;
     g_bytes_mapped.fetch_add(int64_t(size), std::memory_order_relaxed);
