@@ -32,6 +32,12 @@ std::atomic<int64_t> g_segments_cached{0};
 namespace {
 
 HandoffStack<Segment> g_cache;
+// Resident bytes of the standard segments in the cache (Segment::cached_resident_): the
+// cache is bounded by them (option segment_cache x 4 MiB) and by 4x segment_cache entries,
+// not by its entry count alone. A segment that held one large block of 200 KiB keeps 264
+// KiB resident, not 4 MiB: counting entries unmapped such segments as soon as 16 were
+// cached, and the next large block faulted its pages in again (mstress: half its faults).
+std::atomic<int64_t> g_cache_resident{0};
 // Bytes of huge segments in the cache: they stay resident, so keep them few.
 std::atomic<int64_t> g_huge_cached_bytes{0};
 inline constexpr int64_t kHugeCacheBytes = int64_t(64) << 20;
@@ -134,6 +140,7 @@ Segment* cache_take(size_t lo, size_t hi, size_t grow_from = 0) {
   g_cache.end();
   if (found != nullptr) {
     g_segments_cached.fetch_sub(1, std::memory_order_relaxed);
+    g_cache_resident.fetch_sub(found->cached_resident_, std::memory_order_relaxed);
     if (found->size_ > kSegmentSize)
       g_huge_cached_bytes.fetch_sub(int64_t(found->size_), std::memory_order_relaxed);
     // Its purged pages are committed again as soon as they are touched: count them back.
@@ -352,13 +359,23 @@ void segment_release(Segment* s) {
       cacheable = false;
     }
   }
-  if (cacheable && g_segments_cached.fetch_add(1, std::memory_order_relaxed) < limit) {
-    s->freed_at_ms_ = os::now_ms();
-    g_cache.push(s);
-    return;
-  }
+  // Admitted while the entries stay below 4 x limit and the standard segments' resident
+  // bytes within limit x 4 MiB (below `limit` entries that always holds: the old rule).
+  // Both counters are raised first and lowered again on refusal (one RMW each, wait-free);
+  // a concurrent release may be refused for a moment too many, never admitted beyond.
+  s->cached_resident_ =
+      huge ? 0 : int64_t(64 - __builtin_popcountll(s->zero_units_)) << kSmallPageShift;
   if (cacheable) {
+    long n = g_segments_cached.fetch_add(1, std::memory_order_relaxed);
+    int64_t r = g_cache_resident.fetch_add(s->cached_resident_, std::memory_order_relaxed) +
+                s->cached_resident_;
+    if (n < 4 * limit && r <= int64_t(limit) * int64_t(kSegmentSize)) {
+      s->freed_at_ms_ = os::now_ms();
+      g_cache.push(s);
+      return;
+    }
     g_segments_cached.fetch_sub(1, std::memory_order_relaxed);
+    g_cache_resident.fetch_sub(s->cached_resident_, std::memory_order_relaxed);
     if (huge) g_huge_cached_bytes.fetch_sub(int64_t(s->size_), std::memory_order_relaxed);
   }
   unmap_segment(s);
@@ -378,6 +395,7 @@ bool segment_cache_expire(bool force) {
       *pp = s->handoff_link;
       --g_cache.owned_count();
       g_segments_cached.fetch_sub(1, std::memory_order_relaxed);
+      g_cache_resident.fetch_sub(s->cached_resident_, std::memory_order_relaxed);
       if (s->size_ > kSegmentSize)
         g_huge_cached_bytes.fetch_sub(int64_t(s->size_), std::memory_order_relaxed);
       unmap_segment(s);

@@ -131,6 +131,9 @@ struct Segment {
   // Large and huge blocks: the bytes from the block's start that calloc must clear (the
   // rest of the block lies in zero units). Set by large_alloc.
   size_t block_dirty_ = 0;
+  // While in the segment cache: its resident bytes counted in g_cache_resident (standard
+  // segments: the units not known zero; huge ones: 0, they have their own byte cap).
+  int64_t cached_resident_ = 0;
   uint64_t freed_at_ms_ = 0;
   std::atomic<Heap*> xowner_{nullptr};
   Segment* next_ = nullptr;  // the owning heap's segment list
