@@ -175,6 +175,7 @@ void unmap_segment(Segment* s) {
 
 // The zero units (Segment::zero_units_) of a standard segment whose pages are all free,
 // from its pages' zero_ flags. Large segments keep theirs current; huge ones have none.
+// Bound: 64 pages.
 uint64_t zero_units_of(const Segment* s) {
   if (s->size_ != kSegmentSize) return 0;
   uint64_t z = 0;
