@@ -214,3 +214,36 @@ TEST(Page, CallocZeroesEveryRecycledBlockAndSkipsFreshOnes) {
   }
   wfmm_option_set("purge_delay_ms", 50);
 }
+
+// The segment cache is bounded by resident bytes (segment_cache x 4 MiB) and 4 x
+// segment_cache entries: segments that held one small large block (little resident) are
+// kept beyond 16 entries; segments written whole are not kept beyond 16.
+TEST(Page, SegmentCacheIsBoundedByResidentBytes) {
+  ASSERT_EQ(wfmm_option_set("purge_delay_ms", 3600000), 0);  // nothing expires meanwhile
+  ASSERT_EQ(wfmm_option_get("segment_cache"), 16);
+  wfmm_collect(1);  // start from an empty cache
+  for (size_t n : {size_t(200000), size_t(4000000)}) {
+    std::thread([&] {
+      std::vector<void*> blocks;
+      for (int i = 0; i < 40; ++i) {  // 40 large blocks: one standard segment each
+        void* p = wfmm_malloc(n);
+        memset(p, 0x5a, n);
+        blocks.push_back(p);
+      }
+      for (void* p : blocks) wfmm_free(p);  // one goes to the thread's stash, 39 to the cache
+    }).join();  // thread exit: the stash goes to the cache too
+    wfmm_stats st;
+    wfmm_stats_get(&st);
+    if (n == 200000) {
+      // 40 x 320 KiB resident (header unit + five 64 KiB units) fits 64 MiB.
+      EXPECT_GT(st.segments_cached, 16u) << n;
+      EXPECT_LE(st.segments_cached, 64u) << n;
+    } else {
+      // 63 units (3.94 MiB) resident each: 16 fill 64 MiB.
+      EXPECT_LE(st.segments_cached, 16u) << n;
+      EXPECT_GE(st.segments_cached, 14u) << n;
+    }
+    wfmm_collect(1);
+  }
+  wfmm_option_set("purge_delay_ms", 50);
+}
