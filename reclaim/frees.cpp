@@ -43,6 +43,9 @@ void drop_list(uintptr_t l) {
   while (l != kEnd && l != kActiveEmpty && l != kInactive) {
     Cell* c = reinterpret_cast<Cell*>(l);
     Batch* b = c->batch;
+    // (T2) an inserter that finds kVisited drops the cells after c for us: our reads of
+    // their batches' blocks come first (insert's tsan_acquire).
+    tools::tsan_release(c);
     // (R3) acq_rel: pairs with the inserter's link CAS (R2).
     uintptr_t nx = c->next.exchange(kVisited, std::memory_order_acq_rel);
     unref(b, 1);

@@ -49,7 +49,9 @@ bool insert(Slot& s, Cell* c) {
   uintptr_t exp = kPendingNext;
   // (R2) release: pairs with (R3).
   if (!c->next.compare_exchange_strong(exp, nv, std::memory_order_acq_rel)) {
-    // The owner already walked to c and stopped: the older cells are ours to drop.
+    // The owner already walked to c and stopped: the older cells are ours to drop, after
+    // the owner's reads of their blocks (T2: its drop_list released c).
+    tools::tsan_acquire(c);
     drop_list(nv);
   }
   return true;
