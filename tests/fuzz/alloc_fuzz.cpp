@@ -28,6 +28,7 @@
 #include <mutex>
 #include <thread>
 
+#include "input.h"
 #include "wfmm/wfmm.h"
 
 // The test library's standard names (interpose/shim.cpp built with WFMM_SHIM_PREFIXED).
@@ -175,16 +176,7 @@ size_t size_from(uint8_t kind, uint16_t v) {
   }
 }
 
-struct Reader {
-  const uint8_t* d;
-  size_t n;
-  uint8_t byte() {
-    if (n == 0) return 0;
-    --n;
-    return *d++;
-  }
-  uint16_t word() { return uint16_t(byte() | (byte() << 8)); }
-};
+using Reader = wfmm_fuzz::Input;
 
 // Frees slot i's block by one of the free entries (k picks which).
 void release(unsigned i, uint8_t k = 0) {

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "input.h"
 #include "options.h"
 #include "wfmm/wfmm.h"
 
@@ -172,14 +173,7 @@ std::string model_print(const long* v) {
   return m;
 }
 
-struct Reader {
-  const uint8_t* d;
-  size_t n;
-  uint8_t byte() {
-    if (n == 0) return 0;
-    --n;
-    return *d++;
-  }
+struct Reader : wfmm_fuzz::Input {
   std::string text(size_t max) {
     size_t len = byte();
     if (len >= 200) len = 64 + size_t(len - 200) * 16;  // now and then a long one (to 1 KiB)
@@ -305,7 +299,7 @@ std::string real_load(const std::vector<std::string>& env) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  Reader r{data, size};
+  Reader r{{data, size}};
   std::vector<std::string> env;
   unsigned count = r.byte() % 17;
   // Bound: 16 entries.

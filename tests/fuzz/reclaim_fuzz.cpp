@@ -32,6 +32,7 @@
 #include <thread>
 #include <vector>
 
+#include "input.h"
 #include "wfmm/wfmm.h"
 
 // The test library's standard names (interpose/shim.cpp built with WFMM_SHIM_PREFIXED): the
@@ -246,16 +247,7 @@ void after_call(unsigned w, bool definite) {
 
 // ---- Operations ----
 
-struct Reader {
-  const uint8_t* d;
-  size_t n;
-  uint8_t byte() {
-    if (n == 0) return 0;
-    --n;
-    return *d++;
-  }
-  uint16_t word() { return uint16_t(byte() | (byte() << 8)); }
-};
+using Reader = wfmm_fuzz::Input;
 
 size_t node_size(uint8_t k, uint16_t v) {
   switch (k % 8) {
