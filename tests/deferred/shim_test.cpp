@@ -14,12 +14,7 @@
 #include "test_util.h"
 #include "wfmm/wfmm.h"
 
-extern "C" {
-void* wfmm_shim_malloc(size_t n) noexcept;
-void wfmm_shim_free(void* p) noexcept;
-void* wfmm_shim_realloc(void* p, size_t n) noexcept;
-void* wfmm_shim_calloc(size_t c, size_t n) noexcept;
-}
+#include "../shim_names.h"
 
 namespace {
 

@@ -31,23 +31,7 @@
 #include "input.h"
 #include "wfmm/wfmm.h"
 
-// The test library's standard names (interpose/shim.cpp built with WFMM_SHIM_PREFIXED).
-extern "C" {
-void* wfmm_shim_malloc(size_t n) noexcept;
-void* wfmm_shim_calloc(size_t c, size_t n) noexcept;
-void* wfmm_shim_realloc(void* p, size_t n) noexcept;
-void* wfmm_shim_reallocarray(void* p, size_t c, size_t n) noexcept;
-void* wfmm_shim_aligned_alloc(size_t a, size_t n) noexcept;
-int wfmm_shim_posix_memalign(void** out, size_t a, size_t n) noexcept;
-void* wfmm_shim_memalign(size_t a, size_t n) noexcept;
-void* wfmm_shim_valloc(size_t n) noexcept;
-void* wfmm_shim_pvalloc(size_t n) noexcept;
-void wfmm_shim_free(void* p) noexcept;
-void wfmm_shim_cfree(void* p) noexcept;
-void wfmm_shim_free_sized(void* p, size_t n) noexcept;
-void wfmm_shim_free_aligned_sized(void* p, size_t a, size_t n) noexcept;
-size_t wfmm_shim_malloc_usable_size(void* p) noexcept;
-}
+#include "../shim_names.h"
 
 namespace {
 

@@ -35,14 +35,7 @@
 #include "input.h"
 #include "wfmm/wfmm.h"
 
-// The test library's standard names (interpose/shim.cpp built with WFMM_SHIM_PREFIXED): the
-// deferred-free paths as a program reaches them.
-extern "C" {
-void* wfmm_shim_malloc(size_t n) noexcept;
-void wfmm_shim_free(void* p) noexcept;
-void* wfmm_shim_realloc(void* p, size_t n) noexcept;
-void* wfmm_shim_calloc(size_t c, size_t n) noexcept;
-}
+#include "../shim_names.h"
 
 namespace {
 
