@@ -44,12 +44,21 @@ void* alloc_zeroed(size_t n) {
     heap_thread_start();
     void* p = large_alloc(n, 0);
     if (p == nullptr) return nullptr;
+    // Only the part not known zero (Segment::block_dirty_; a fresh mapping: none), so the
+    // pages that read zero are not written (faulted in) here.
     Segment* s = segment_containing(reinterpret_cast<uintptr_t>(p));
-    if (!s->fresh_) memset(p, 0, n);  // a fresh mapping is zero already
+    memset(p, 0, n < s->block_dirty_ ? n : s->block_dirty_);
     return p;
   }
   void* p = heap_malloc(n);
-  if (p != nullptr) memset(p, 0, n);
+  if (p == nullptr) return nullptr;
+  // A block from a list of never-used blocks of zeroed memory (Page::free_is_zero_) reads
+  // zero already (malloc cleared its link word): no memset, and its pages stay untouched
+  // until the program writes them. The flag is read after the pop: a pop that ended the
+  // list and swapped freed blocks in cleared it, which only costs a needless memset.
+  // A malloc of at most kMediumMax bytes comes from a small or medium page.
+  Segment* s = reinterpret_cast<Segment*>(reinterpret_cast<uintptr_t>(p) & ~kSegmentMask);
+  if (!s->page_of(reinterpret_cast<uintptr_t>(p))->free_is_zero_) memset(p, 0, n);
   return p;
 }
 

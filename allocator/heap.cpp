@@ -120,6 +120,7 @@ void set_cur(Heap* h, unsigned cls) {
 // written yet. Returns how many blocks moved. Bound: the blocks of the page.
 uint32_t take_chain(Page* pg, Block* x) {
   uint32_t n = 0;
+  if (x != nullptr) pg->free_is_zero_ = false;  // freed blocks join free_
   while (x != nullptr) {
     // (P2) acquire: pairs with (P1) in push_remote; the link and the block's contents are
     // visible once the link is.
@@ -175,15 +176,20 @@ void collect_remote(Page* pg) {
 
 // Owner: local_free_ -> free_ (when free_ is empty), then remote frees.
 void page_collect(Page* pg) {
-  if (pg->free_ == nullptr) {
+  if (pg->free_ == nullptr && pg->local_free_ != nullptr) {
     pg->free_ = pg->local_free_;
     pg->local_free_ = nullptr;
+    pg->free_is_zero_ = false;
   }
   collect_remote(pg);
 }
 
 // Carves up to kExtendBytes of untouched blocks onto free_. Bound: 256 blocks.
+// Pre: free_ is empty (every caller extends only a page with no free block), so the list
+// is exactly the carved blocks: zero but for their links when the area was zero (zero_).
 void page_extend(Page* pg) {
+  WFMM_ASSERT(pg->free_ == nullptr);
+  pg->free_is_zero_ = pg->zero_;
   uint32_t count = uint32_t(kExtendBytes / pg->block_size_);
   if (count == 0) count = 1;
   if (count > pg->reserved_ - pg->capacity_) count = pg->reserved_ - pg->capacity_;
@@ -214,6 +220,7 @@ void page_init(Heap* h, Page* pg, unsigned cls) {
   pg->used_ = 0;
   pg->class_ = uint8_t(cls);
   pg->free_ = nullptr;
+  pg->free_is_zero_ = false;
   pg->local_free_ = nullptr;
   pg->parked_ = nullptr;
   // xorshift; the high bit makes key ^ 0 fall outside every page.
@@ -239,6 +246,7 @@ void page_purge(Segment* s, Page* pg) {
       page_base + ((s->kind_ == SegmentKind::kMedium && pg->index_ == 0) ? kHeaderSize : 0);
   if (os::purge(reinterpret_cast<void*>(from), area)) {
     pg->purged_ = true;
+    pg->zero_ = true;  // private anonymous memory reads zero after MADV_DONTNEED
     g_bytes_purged.fetch_add(int64_t(area), std::memory_order_relaxed);
   }
 }
@@ -274,6 +282,8 @@ void page_reset_free(Segment* s, Page* pg) {
   pg->block_size_ = 0;
   pg->xspan_.store(0, std::memory_order_relaxed);
   pg->free_ = pg->local_free_ = nullptr;
+  pg->free_is_zero_ = false;
+  pg->zero_ = false;  // its blocks were written
   WFMM_ASSERT(pg->parked_ == nullptr);
   s->used_pages_--;
   pg->freed_at_ms_ = os::now_ms();
@@ -333,14 +343,20 @@ void housekeeping(Heap* h) {
 
 // Takes over an abandoned segment: every page gets this heap as owner and goes to the
 // queue its state calls for. Bound: 64 pages, each collected once (bounded by its blocks).
+// The purge delay of its free dirty pages starts again here: they sat unowned (nobody
+// purges an abandoned segment) and, counted from the abandonment, were purged by the
+// adopter's first housekeeping, just as it needed pages and faulted them back in
+// (thread-churn: 5.5k madvise calls, most of its page faults).
 void adopt(Heap* h, Segment* s) {
   s->xowner_.store(h, std::memory_order_relaxed);
   segment_link(h, s);
+  uint64_t now = os::now_ms();
   for (unsigned i = s->first_page_; i < s->page_count_; ++i) {
     Page* pg = &s->pages_[i];
     pg->queue_ = PageQueue::kNone;
     pg->next_ = pg->prev_ = nullptr;
     if (pg->block_size_ == 0) {
+      pg->freed_at_ms_ = now;
       queue_move(h, pg, pg->purged_ ? PageQueue::kFreeClean : PageQueue::kFreeDirty, false);
       continue;
     }
@@ -621,6 +637,7 @@ void* malloc_slow(size_t n) {
     // The common refill: this thread's own frees, no atomics, no scan.
     pg->free_ = pg->local_free_;
     pg->local_free_ = nullptr;
+    pg->free_is_zero_ = false;
   } else if (pg->free_ == nullptr) {
     pg = find_page(h, cls);
     if (pg == nullptr) return nullptr;
@@ -678,6 +695,7 @@ WFMM_NOINLINE void* malloc_link_slow(Heap* h, Page* pg, Block* b) {
   if (WFMM_UNLIKELY(!free_link_ok(pg, link))) {
     report_corruption("free list", reinterpret_cast<void*>(pg->start_), pg->block_size_, b, link);
     pg->free_ = nullptr;
+    pg->free_is_zero_ = false;  // b's page was written to after a free: zero it on calloc
     page_recount_after_cut(pg);
   }
   birth_note(h, pg, b);

@@ -98,6 +98,7 @@ WFMM_INLINE void* heap_malloc_fast(size_t n) {
     b = pg->local_free_;
     if (b == nullptr) return nullptr;
     pg->local_free_ = nullptr;
+    pg->free_is_zero_ = false;  // freed blocks hold old data (same cache line: no cost)
   }
   uintptr_t link = b->next.load(std::memory_order_relaxed) ^ pg->key_;
   pg->free_ = reinterpret_cast<Block*>(link);
@@ -113,8 +114,12 @@ WFMM_INLINE void* heap_malloc_fast(size_t n) {
     if (link != 0) return malloc_link_slow(h, pg, b);
     // The list ran out: take this thread's frees now (what the next malloc would do
     // first), so the list's end costs one unusual branch here instead of one more there.
-    pg->free_ = pg->local_free_;
+    // An empty local list leaves free_ empty, and its zero state stands (the next
+    // page_extend sets it again): a page of 2 KiB blocks ends its list at every pop.
+    Block* l = pg->local_free_;
+    pg->free_ = l;
     pg->local_free_ = nullptr;
+    if (l != nullptr) pg->free_is_zero_ = false;
   }
   if (WFMM_UNLIKELY(g_track.load(std::memory_order_relaxed))) return malloc_link_slow(h, pg, b);
   return b;

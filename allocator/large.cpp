@@ -14,6 +14,15 @@ namespace {
 
 size_t round_page(size_t n) { return (n + os::kPageSize - 1) & ~(os::kPageSize - 1); }
 
+constexpr size_t kHugePage = size_t(2) << 20;
+size_t round_huge(size_t n) { return (n + kHugePage - 1) & ~(kHugePage - 1); }
+
+// The 64 KiB units of a standard segment that its first `end` bytes touch.
+uint64_t units_below(size_t end) {
+  unsigned last = unsigned((end - 1) >> kSmallPageShift);
+  return last >= 63 ? ~uint64_t(0) : (uint64_t(2) << last) - 1;
+}
+
 // Offset of the block inside its segment: after the header, at the requested alignment.
 size_t block_offset(uintptr_t seg, size_t align) {
   if (align <= kHeaderSize) return kHeaderSize;
@@ -29,7 +38,9 @@ void* large_alloc(size_t n, size_t align) {
   size_t need = kHeaderSize + slack + usable;
   if (need < usable || usable > kMaxAllocSize) return nullptr;
   SegmentKind kind = need <= kSegmentSize ? SegmentKind::kLarge : SegmentKind::kHuge;
-  size_t size = kind == SegmentKind::kLarge ? kSegmentSize : round_page(need);
+  // Huge mappings end at a 2 MiB boundary: their tail is a huge page too (segment_alloc
+  // asks for them), instead of up to 511 small ones faulted one by one.
+  size_t size = kind == SegmentKind::kLarge ? kSegmentSize : round_huge(need);
   if ((size >> kSegmentShift) >= kMaxMappingSegments) return nullptr;
   Heap* h = t_heap;
   Segment* s;
@@ -48,6 +59,17 @@ void* large_alloc(size_t n, size_t align) {
   pg->reserved_ = 1;
   pg->xspan_.store(1, std::memory_order_relaxed);
   pg->xlarge_live_.store(1, std::memory_order_release);
+  if (kind == SegmentKind::kLarge) {
+    // What calloc must clear: up to the end of the last unit under the block that is not
+    // known zero (unit 0, the header, never is). The block's units are dirty from now on.
+    uint64_t covered = units_below(off + usable);
+    uint64_t dirty = covered & ~s->zero_units_;
+    size_t dirty_end = size_t(64 - __builtin_clzll(dirty)) << kSmallPageShift;  // dirty != 0
+    s->block_dirty_ = dirty_end <= off ? 0 : dirty_end - off < usable ? dirty_end - off : usable;
+    s->zero_units_ &= ~covered;
+  } else {
+    s->block_dirty_ = s->fresh_ ? 0 : usable;
+  }
   count_malloc(usable);
   birth_note(h, pg, reinterpret_cast<void*>(pg->start_));
   return reinterpret_cast<void*>(pg->start_);
@@ -98,6 +120,7 @@ void* large_resize(Segment* s, void* /*p*/, size_t n) {
   if (s->kind_ == SegmentKind::kLarge) {
     if (off + usable > kSegmentSize || usable > 0xffffffffu) return nullptr;
     pg->block_size_ = uint32_t(usable);  // grows or shrinks inside its own segment
+    s->zero_units_ &= ~units_below(off + usable);
   } else {
     if (n <= kLargeMax / 2) return nullptr;  // much smaller: move to a cheaper home
     size_t new_size = round_page(off + usable);

@@ -61,7 +61,11 @@ struct Page {
   uint8_t class_ = 0;
   PageQueue queue_ = PageQueue::kNone;
   uint8_t index_ = 0;  // position in the segment
-  bool purged_ = false;
+  // Every block on free_ reads zero but for its link word (word 1, which malloc clears):
+  // free_ holds only blocks carved from zeroed memory and never handed out since, so calloc
+  // skips its memset. Set by page_extend (from zero_); cleared by anything else that puts
+  // blocks on free_ (the local-list swaps, collected remote frees). Owner only.
+  bool free_is_zero_ = false;
   std::atomic<Heap*> xheap_{nullptr};  // owner; null while free or abandoned
   // --- second line: shared and slow-path fields ---
   alignas(64) std::atomic<uintptr_t> xthread_free_{0};
@@ -71,6 +75,12 @@ struct Page {
   Page* next_ = nullptr;   // queue links (owner)
   Page* prev_ = nullptr;
   uint64_t freed_at_ms_ = 0;
+  bool purged_ = false;
+  // The page's area past capacity_ (all of it while the page is free) reads zero: set when
+  // the segment is fresh from the kernel or the page was purged (MADV_DONTNEED), cleared
+  // when a used page is freed (its blocks were written). Owner (or whoever holds the free
+  // page's segment).
+  bool zero_ = false;
   // Reserved for reclamation: one word per block (birth era, or tagged link to its retire
   // batch once retired). Stays null until a tracked block comes from this page.
   std::atomic<std::atomic<uint64_t>*> xside_{nullptr};
@@ -112,6 +122,18 @@ struct Segment {
   uint32_t used_pages_ = 0;  // pages holding a size class (owner)
   size_t size_ = 0;          // bytes mapped
   bool fresh_ = false;       // never used since mapped: memory reads as zero
+  // Standard (kSegmentSize) segments: bit u set = the 64 KiB unit u reads zero (never
+  // written since mapped, or purged). Kept across reuse from the cache or the large stash
+  // (init_header preserves it): segment_release computes it from the pages' zero_ flags;
+  // a large segment keeps it up to date itself (large_alloc clears its block's units). Bit 0
+  // (the header) is never set. Huge segments: 0.
+  uint64_t zero_units_ = 0;
+  // Large and huge blocks: the bytes from the block's start that calloc must clear (the
+  // rest of the block lies in zero units). Set by large_alloc.
+  size_t block_dirty_ = 0;
+  // While in the segment cache: its resident bytes counted in g_cache_resident (standard
+  // segments: the units not known zero; huge ones: 0, they have their own byte cap).
+  int64_t cached_resident_ = 0;
   uint64_t freed_at_ms_ = 0;
   std::atomic<Heap*> xowner_{nullptr};
   Segment* next_ = nullptr;  // the owning heap's segment list

@@ -155,6 +155,12 @@ ALLOC_WORKLOADS = [
           "generation and exit",
           dict(threads=4, generations=600, objects=2000, seed=31), "generations",
           _t("threads"), (4,), (2, 4)),
+    Alloc("test-stress", "transfer", "test_stress",
+          "rounds of many short-lived threads: calloc'd blocks checked zero and written "
+          "whole, a quarter swapped through shared slots (freed by other threads, often "
+          "after their allocator exited); the shape of mimalloc's test-stress",
+          dict(threads=16, rounds=10, ops=6000, retain=500, slots=1000, seed=37), "rounds",
+          _t("threads"), (16,), (8, 32)),
     Alloc("cache-scratch", "sharing", "cache_scratch",
           "each thread frees a small block the main thread allocated, then allocates, "
           "writes and frees 8 B blocks (passive false sharing)",

@@ -2,6 +2,8 @@
 // reuse, thread exit and adoption, the heap's lists agree with its counters.
 #include <gtest/gtest.h>
 
+#include <string.h>
+
 #include <atomic>
 #include <thread>
 #include <vector>
@@ -124,5 +126,124 @@ TEST(Page, EmptyPagesArePurgedOnlyAfterTheDelay) {
   wfmm_stats_get(&later);
   EXPECT_LT(later.bytes_committed + (6u << 20), full.bytes_committed);
   EXPECT_HEAP_VALID();
+  wfmm_option_set("purge_delay_ms", 50);
+}
+
+// calloc skips its memset for blocks carved from zeroed memory (Page::free_is_zero_): every
+// block that was handed out before must still come back zeroed, whatever list it returns
+// through (local frees, the swap at a list's end, remote frees, a page freed and reused for
+// another size, a purged page). Each block is written whole (its usable size) before its
+// free, so a skipped memset shows as a non-zero byte.
+namespace {
+void expect_calloc_zero(size_t n, std::vector<void*>& out) {
+  auto* p = static_cast<unsigned char*>(wfmm_calloc(1, n));
+  ASSERT_NE(p, nullptr);
+  for (size_t i = 0; i < n; ++i) ASSERT_EQ(p[i], 0) << n << "-byte calloc, byte " << i;
+  memset(p, 0xab, wfmm_usable_size(p));
+  out.push_back(p);
+}
+}  // namespace
+
+TEST(Page, CallocZeroesEveryRecycledBlockAndSkipsFreshOnes) {
+  const size_t sizes[] = {16, 40, 256, 1000, 8192, 20000, 131072};
+  for (long delay : {50L, 0L}) {  // 0: empty pages are purged at once, then reused
+    ASSERT_EQ(wfmm_option_set("purge_delay_ms", delay), 0);
+    std::thread([&] {
+      Rng r(uint64_t(delay) + 3);
+      for (size_t n : sizes) {
+        // Enough blocks to cross several page_extend batches and list ends.
+        size_t count = n <= 1000 ? 3000 : n <= 20000 ? 200 : 12;
+        for (int round = 0; round < 4; ++round) {
+          std::vector<void*> live;
+          for (size_t i = 0; i < count; ++i) expect_calloc_zero(n, live);
+          // Free a random half locally, the rest from another thread (remote frees).
+          std::vector<void*> remote;
+          for (void* p : live) {
+            if (r.below(2) != 0)
+              wfmm_free(p);
+            else
+              remote.push_back(p);
+          }
+          std::thread([&] {
+            for (void* p : remote) wfmm_free(p);
+          }).join();
+          // Reused blocks (local, collected remote, purged or not), and new fresh ones.
+          live.clear();
+          for (size_t i = 0; i < count + count / 2; ++i) expect_calloc_zero(n, live);
+          EXPECT_HEAP_VALID();
+          for (void* p : live) wfmm_free(p);
+        }
+        // The pages of n emptied: the next size may get them (reuse for another class).
+        wfmm_collect(0);
+      }
+      // Large blocks reuse a segment (the thread's stash, the cache) whose units are partly
+      // dirty: calloc clears only those (Segment::block_dirty_), which must cover every
+      // byte a block wrote before, also one of another size or kind.
+      const size_t pairs[][2] = {{200000, 3u << 20}, {3u << 20, 200000}, {1u << 20, 2u << 20},
+                                 {1000, 3u << 20}, {3u << 20, 5000}, {300000, 100}};
+      for (auto& ab : pairs) {
+        for (int k = 0; k < 3; ++k) {
+          // Enough blocks of the first size to fill and empty whole segments.
+          std::vector<void*> dirty;
+          size_t count = ab[0] >= 100000 ? 2 : (6u << 20) / ab[0];
+          for (size_t i = 0; i < count; ++i) {
+            void* p = wfmm_malloc(ab[0]);
+            memset(p, 0xee, wfmm_usable_size(p));
+            dirty.push_back(p);
+          }
+          for (void* p : dirty) wfmm_free(p);
+          wfmm_collect(0);  // emptied segments go to the cache
+          std::vector<void*> got;
+          for (int i = 0; i < 3; ++i) expect_calloc_zero(ab[1], got);
+          for (void* p : got) wfmm_free(p);
+        }
+      }
+      // Write, free, calloc the same size: the same block, dirty, must come back zeroed.
+      for (size_t n : {size_t(16), size_t(256), size_t(8192), size_t(131072), size_t(200000),
+                       size_t(3u << 20)}) {
+        for (int k = 0; k < 100; ++k) {
+          void* p = wfmm_malloc(n);
+          memset(p, 0xcd, wfmm_usable_size(p));
+          wfmm_free(p);
+          std::vector<void*> one;
+          expect_calloc_zero(n, one);
+          wfmm_free(one[0]);
+        }
+      }
+    }).join();
+  }
+  wfmm_option_set("purge_delay_ms", 50);
+}
+
+// The segment cache is bounded by resident bytes (segment_cache x 4 MiB) and 4 x
+// segment_cache entries: segments that held one small large block (little resident) are
+// kept beyond 16 entries; segments written whole are not kept beyond 16.
+TEST(Page, SegmentCacheIsBoundedByResidentBytes) {
+  ASSERT_EQ(wfmm_option_set("purge_delay_ms", 3600000), 0);  // nothing expires meanwhile
+  ASSERT_EQ(wfmm_option_get("segment_cache"), 16);
+  wfmm_collect(1);  // start from an empty cache
+  for (size_t n : {size_t(200000), size_t(4000000)}) {
+    std::thread([&] {
+      std::vector<void*> blocks;
+      for (int i = 0; i < 40; ++i) {  // 40 large blocks: one standard segment each
+        void* p = wfmm_malloc(n);
+        memset(p, 0x5a, n);
+        blocks.push_back(p);
+      }
+      for (void* p : blocks) wfmm_free(p);  // one goes to the thread's stash, 39 to the cache
+    }).join();  // thread exit: the stash goes to the cache too
+    wfmm_stats st;
+    wfmm_stats_get(&st);
+    if (n == 200000) {
+      // 40 x 320 KiB resident (header unit + five 64 KiB units) fits 64 MiB.
+      EXPECT_GT(st.segments_cached, 16u) << n;
+      EXPECT_LE(st.segments_cached, 64u) << n;
+    } else {
+      // 63 units (3.94 MiB) resident each: 16 fill 64 MiB.
+      EXPECT_LE(st.segments_cached, 16u) << n;
+      EXPECT_GE(st.segments_cached, 14u) << n;
+    }
+    wfmm_collect(1);
+  }
   wfmm_option_set("purge_delay_ms", 50);
 }

@@ -68,6 +68,11 @@ bool purge(void* p, size_t size) {
   return madvise(p, size, MADV_DONTNEED) == 0;
 }
 
+bool advise_huge_pages(void* p, size_t size) {
+  ErrnoGuard g;
+  return madvise(p, size, MADV_HUGEPAGE) == 0;
+}
+
 bool remap_in_place(void* p, size_t old_size, size_t new_size) {
   ErrnoGuard g;
   return mremap(p, old_size, new_size, 0) != MAP_FAILED;

@@ -22,6 +22,11 @@ void unmap(void* p, size_t size);
 // afterwards. Returns false if the OS refused (the memory is then simply kept).
 bool purge(void* p, size_t size);
 
+// Asks for transparent huge pages (2 MiB) on [p, p+size) where the kernel's policy is
+// "madvise" (MADV_HUGEPAGE): one fault per 2 MiB instead of per 4 KiB. Best effort: false if
+// the kernel refused (the range then stays on 4 KiB pages).
+bool advise_huge_pages(void* p, size_t size);
+
 // Resizes the mapping at p in place (mremap without moving). Shrinking always succeeds.
 // False if the pages after it are taken; the mapping is then untouched.
 bool remap_in_place(void* p, size_t old_size, size_t new_size);
