@@ -177,7 +177,7 @@ void unmap_segment(Segment* s) {
 // from its pages' zero_ flags. Large segments keep theirs current; huge ones have none.
 // Bound: 64 pages.
 uint64_t zero_units_of(const Segment* s) {
-  if (s->size_ != kSegmentSize) return 0;
+  if (s->size_ != kSegmentSize || s->kind_ == SegmentKind::kHuge) return 0;
   uint64_t z = 0;
   switch (s->kind_) {
     case SegmentKind::kSmall:
@@ -199,7 +199,12 @@ void init_header(Segment* s, SegmentKind kind, size_t size, bool fresh) {
   // The side map outlives reuse as another kind (a fresh mapping reads as null here); so
   // does the knowledge of which units read zero.
   std::atomic<uint64_t>* side_map = s->xside_map_.load(std::memory_order_relaxed);
-  uint64_t zero = fresh ? ~uint64_t(1) : size == kSegmentSize ? s->zero_units_ : 0;
+  // Only a standard segment tracks its units. A huge mapping never does, not even a fresh
+  // one: realloc may shrink it to exactly kSegmentSize bytes, and its freed segment then
+  // comes back as a standard one (the large stash, the cache) with every unit written.
+  uint64_t zero = kind == SegmentKind::kHuge || size != kSegmentSize ? 0
+                  : fresh                                            ? ~uint64_t(1)
+                                                                     : s->zero_units_;
   new (s) Segment();
   s->zero_units_ = zero;
   s->xside_map_.store(side_map, std::memory_order_relaxed);

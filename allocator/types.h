@@ -126,7 +126,8 @@ struct Segment {
   // written since mapped, or purged). Kept across reuse from the cache or the large stash
   // (init_header preserves it): segment_release computes it from the pages' zero_ flags;
   // a large segment keeps it up to date itself (large_alloc clears its block's units). Bit 0
-  // (the header) is never set. Huge segments: 0.
+  // (the header) is never set. Huge segments (of any size, also one that realloc shrank to
+  // kSegmentSize bytes): 0.
   uint64_t zero_units_ = 0;
   // Large and huge blocks: the bytes from the block's start that calloc must clear (the
   // rest of the block lies in zero units). Set by large_alloc.

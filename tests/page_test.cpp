@@ -247,3 +247,29 @@ TEST(Page, SegmentCacheIsBoundedByResidentBytes) {
   }
   wfmm_option_set("purge_delay_ms", 50);
 }
+
+// A huge block (its own mapping, fresh: all of it read zero once) that realloc shrinks to
+// exactly one standard segment's size becomes a 4 MiB segment of kind huge; freed, it goes
+// to the thread's large stash or the cache and comes back as a large (or small) segment.
+// The knowledge of which units read zero must not survive from its fresh mapping: the
+// block wrote them (the alloc fuzz target found a calloc block that was not all zero).
+TEST(Page, CallocAfterAHugeBlockShrankToOneSegment) {
+  std::thread([] {
+    for (int k = 0; k < 4; ++k) {
+      auto* p = static_cast<unsigned char*>(wfmm_malloc(size_t(6) << 20));
+      ASSERT_NE(p, nullptr);
+      p = static_cast<unsigned char*>(wfmm_realloc(p, wfmm::kLargeMax));  // 4 MiB mapping
+      ASSERT_NE(p, nullptr);
+      memset(p, 0x77, wfmm_usable_size(p));
+      wfmm_free(p);
+      if (k >= 2) wfmm_collect(0);  // the stash goes to the cache: reuse from there
+      std::vector<void*> got;
+      for (size_t n : {size_t(3) << 20, size_t(200000)}) expect_calloc_zero(n, got);
+      for (void* q : got) wfmm_free(q);
+      wfmm_collect(0);
+      got.clear();
+      for (int i = 0; i < 40; ++i) expect_calloc_zero(60000, got);  // small/medium pages
+      for (void* q : got) wfmm_free(q);
+    }
+  }).join();
+}
