@@ -378,7 +378,7 @@ void adopt(Heap* h, Segment* s) {
 // Only what is needed: a thread that took four segments for one page spread its blocks
 // (some long-lived) over all four, so few of them ever emptied, and while live threads held
 // them the abandoned lists ran dry and fresh segments were mapped: 8 threads replaced
-// continuously held 170-280 MB for 0.3 MB of live blocks (issue 11 item 8).
+// continuously held 170-280 MB for 0.3 MB of live blocks.
 bool try_adopt(Heap* h, unsigned cls, unsigned k) {
   bool any = false;
   // Bound: kAdoptLimit segments, each adopted in 64 page steps.

@@ -147,7 +147,8 @@ TEST(BadInputDeath, DoubleFreeHugeUnmapped) {
 }
 
 // A freed block written to is found when its free-list link is followed (here: the
-// malloc fast path's pop), with the page and block named; SIGSEGV before issue 12.
+// malloc fast path's pop), with the page and block named; before the link checks this was
+// a SIGSEGV with no message.
 TEST(BadInputDeath, UseAfterFreeCorruptsFreeList) {
   EXPECT_DEATH(use_after_free_then_mallocs(),
                "wfmm: heap corruption: free list of page 0x[0-9a-f]+ \\(32-byte blocks\\): "

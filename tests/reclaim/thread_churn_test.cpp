@@ -1,6 +1,6 @@
-// Thread churn at scale (issue 11, items 7 and 8): threads that keep creating short-lived
-// threads must neither grow the record registry (every publish, help and statistics pass
-// walks it) nor the mapped memory, however many threads have come and gone.
+// Thread churn at scale: threads that keep creating short-lived threads must neither grow
+// the record registry (every publish, help and statistics pass walks it) nor the mapped
+// memory, however many threads have come and gone.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
