@@ -1,6 +1,6 @@
 // The malloc and free fast paths (inline) and the allocator's internal interface. Each fast
 // path is a constant number of steps with no atomic read-modify-write; everything else is
-// one unlikely branch to a named out-of-line function in heap.cpp or large.cpp.
+// one unlikely branch to a named out-of-line function in heap.cpp, heap_free.cpp or large.cpp.
 #pragma once
 #include "birth.h"
 #include "error.h"
@@ -9,7 +9,7 @@
 
 namespace wfmm {
 
-// ---- slow paths (heap.cpp, large.cpp) ----
+// ---- slow paths (heap.cpp, heap_free.cpp, large.cpp) ----
 void* malloc_slow(size_t n);
 void page_became_empty(Heap* h, Page* pg);
 void free_local_checked(Heap* h, Page* pg, Block* b, const char* who);
@@ -61,7 +61,7 @@ bool block_lookup(const void* p, void** start, size_t* size);
 void heap_thread_start();
 // Purges every empty page and cached segment it can reach now. True if memory was released.
 bool collect(bool force);
-// Process and thread lifecycle hooks (interpose calls them; heap.cpp implements).
+// Process and thread lifecycle hooks (interpose calls them; heap_thread.cpp implements).
 void process_init();
 void fork_child_reset();
 

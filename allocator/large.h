@@ -16,7 +16,7 @@ size_t large_usable(Segment* s, Page* pg);
 // Resizes in place or by mremap when possible; null when the caller must move the block.
 void* large_resize(Segment* s, void* p, size_t n);  // p: the block (start of page 0)
 
-// Shared by heap.cpp and large.cpp: statistics for the calling thread.
+// Shared by heap_free.cpp and large.cpp: statistics for the calling thread.
 void count_malloc(size_t bytes);
 void count_free(size_t bytes);
 

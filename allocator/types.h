@@ -1,5 +1,5 @@
 // The allocator's shared structures and their invariants: blocks, pages, segments, heaps.
-// Read this before touching heap.cpp or segment.cpp.
+// Read this before touching heap*.cpp or segment.cpp.
 #pragma once
 #include <atomic>
 

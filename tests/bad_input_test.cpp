@@ -16,7 +16,7 @@ using wfmm_test::check;
 using wfmm_test::fill;
 
 namespace wfmm {
-const char* heap_validate();  // heap.cpp: the calling thread's heap against types.h
+const char* heap_validate();  // heap_thread.cpp: the calling thread's heap against types.h
 }
 
 namespace {

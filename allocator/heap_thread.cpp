@@ -1,0 +1,377 @@
+// Heap thread lifecycle: heap creation and recycling, abandonment at thread exit, adoption of
+// abandoned segments by live threads, process init and fork hooks, and the periodic and forced
+// purges (housekeeping, collect). Shares the page queues of heap.cpp through heap_internal.h.
+#include <pthread.h>
+
+#include <new>
+
+#include "heap.h"
+#include "heap_internal.h"
+#include "large.h"
+#include "options.h"
+#include "os/os.h"
+#include "segment.h"
+
+namespace wfmm {
+
+namespace {
+
+pthread_key_t g_key;
+std::atomic<int> g_init_state{0};  // 0 not started, 1 running, 2 done
+HandoffStack<Heap> g_heap_pool;
+std::atomic<Heap*> g_all_heaps{nullptr};
+std::atomic<uint64_t> g_heap_ids{0};
+
+}  // namespace
+
+// Purges empty pages whose delay has passed; releases segments left with no used page.
+// Bound: kPurgeLimit pages.
+void housekeeping(Heap* h) {
+  if (h->large_stash_ != nullptr &&
+      os::now_ms() - h->large_stash_ms_ >= uint64_t(option(Opt::kPurgeDelayMs))) {
+    segment_release(h->large_stash_);
+    h->large_stash_ = nullptr;
+  }
+  if (h->free_dirty_[0].head == nullptr && h->free_dirty_[1].head == nullptr) {
+    segment_cache_expire(false);
+    return;
+  }
+  uint64_t now = os::now_ms();
+  uint64_t delay = uint64_t(option(Opt::kPurgeDelayMs));
+  unsigned done = 0;
+  for (unsigned k = 0; k < 2; ++k) {
+    while (done < kPurgeLimit) {
+      Page* pg = h->free_dirty_[k].head;
+      if (pg == nullptr || now - pg->freed_at_ms_ < delay) break;
+      Segment* s = segment_of(pg);
+      ++done;
+      if (s->used_pages_ == 0) {
+        segment_retire_if_empty(h, s);  // the cache purges or unmaps it
+        continue;
+      }
+      page_purge(s, pg);
+      queue_move(h, pg, PageQueue::kFreeClean, false);
+    }
+  }
+  segment_cache_expire(false);
+}
+
+// ---------------------------------------------------------------- adoption
+
+// Takes over an abandoned segment: every page gets this heap as owner and goes to the
+// queue its state calls for. Bound: 64 pages, each collected once (bounded by its blocks).
+// The purge delay of its free dirty pages starts again here: they sat unowned (nobody
+// purges an abandoned segment) and, counted from the abandonment, were purged by the
+// adopter's first housekeeping, just as it needed pages and faulted them back in
+// (thread-churn: 5.5k madvise calls, most of its page faults).
+void adopt(Heap* h, Segment* s) {
+  s->xowner_.store(h, std::memory_order_relaxed);
+  segment_link(h, s);
+  uint64_t now = os::now_ms();
+  for (unsigned i = s->first_page_; i < s->page_count_; ++i) {
+    Page* pg = &s->pages_[i];
+    pg->queue_ = PageQueue::kNone;
+    pg->next_ = pg->prev_ = nullptr;
+    if (pg->block_size_ == 0) {
+      pg->freed_at_ms_ = now;
+      queue_move(h, pg, pg->purged_ ? PageQueue::kFreeClean : PageQueue::kFreeDirty, false);
+      continue;
+    }
+    pg->xheap_.store(h, std::memory_order_release);  // (P4)
+    page_collect(pg);
+    if (pg->used_ == 0) {
+      page_free(h, pg, false);
+      continue;
+    }
+    bool has_room = pg->free_ != nullptr || pg->capacity_ < pg->reserved_;
+    queue_move(h, pg, has_room ? PageQueue::kAvail : PageQueue::kFull, false);
+    if (has_room && h->cur_[pg->class_] == &g_empty_page) set_cur(h, pg->class_);
+  }
+  if (s->used_pages_ == 0) segment_retire_if_empty(h, s);
+}
+
+// Adopts abandoned segments one at a time until the heap has a page for class cls (a free
+// page of its kind k, or a page of cls with room), at most kAdoptLimit. True if any came.
+// Only what is needed: a thread that took four segments for one page spread its blocks
+// (some long-lived) over all four, so few of them ever emptied, and while live threads held
+// them the abandoned lists ran dry and fresh segments were mapped: 8 threads replaced
+// continuously held 170-280 MB for 0.3 MB of live blocks.
+bool try_adopt(Heap* h, unsigned cls, unsigned k) {
+  bool any = false;
+  // Bound: kAdoptLimit segments, each adopted in 64 page steps.
+  for (unsigned i = 0; i < kAdoptLimit; ++i) {
+    Segment* s = segment_take_abandoned(unsigned(h->id_) + i);
+    if (s == nullptr) break;
+    adopt(h, s);
+    any = true;
+    if (h->free_dirty_[k].head != nullptr || h->free_clean_[k].head != nullptr ||
+        h->avail_[cls].head != nullptr)
+      break;
+  }
+  return any;
+}
+
+// ---------------------------------------------------------------- thread lifecycle
+
+namespace {
+
+Heap* heap_new() {
+  Heap* h = nullptr;
+  if (g_heap_pool.try_begin()) {
+    g_heap_pool.drain(kDrainBudget);
+    h = g_heap_pool.owned();
+    if (h != nullptr) {
+      g_heap_pool.owned() = h->handoff_link;
+      --g_heap_pool.owned_count();
+    }
+    g_heap_pool.end();
+  }
+  if (h != nullptr) return h;
+  size_t size = (sizeof(Heap) + os::kPageSize - 1) & ~(os::kPageSize - 1);
+  void* mem = os::map_aligned(size, os::kPageSize);
+  if (mem == nullptr) return nullptr;
+  g_bytes_mapped.fetch_add(int64_t(size), std::memory_order_relaxed);
+  note_committed_peak();
+  h = new (mem) Heap(&g_empty_page);
+  h->id_ = g_heap_ids.fetch_add(1, std::memory_order_relaxed) + 1;
+  // Registry of all heaps (never shrinks; heaps are recycled): wait-free push as in
+  // HandoffStack; readers (statistics) wait out a pending link.
+  h->xall_next_.store(reinterpret_cast<Heap*>(uintptr_t(1)), std::memory_order_relaxed);
+  Heap* prev = g_all_heaps.exchange(h, std::memory_order_acq_rel);
+  h->xall_next_.store(prev, std::memory_order_release);
+  return h;
+}
+
+void thread_done(void* arg);
+
+}  // namespace
+
+// Registers the thread-exit destructor; retried from the slow path until process init has
+// created the key (a thread that starts while another finishes process init).
+void try_set_key(Heap* h) {
+  if (g_init_state.load(std::memory_order_acquire) != 2) return;
+  h->key_set_ = pthread_setspecific(g_key, h) == 0;
+}
+
+Heap* thread_init() {
+  process_init();
+  Heap* h = heap_new();
+  if (h == nullptr) return nullptr;
+  h->rng_ = os::random64() | 1;
+  h->xlive_.store(true, std::memory_order_relaxed);
+  h->key_set_ = false;
+  t_heap = h;
+  try_set_key(h);
+  // A recycled heap carries its last thread's implicit-region era: this thread has none yet.
+  h->hook_era_ = 0;
+  // Deferred free: the thread's first allocator call, whatever it is, opens its implicit
+  // region (claims its reclamation record), so a thread that only ever mallocs is known to
+  // every freer and holds what it reads from here on.
+  if (auto hook = g_alloc_hook.load(std::memory_order_acquire)) h->hook_era_ = hook();
+  return h;
+}
+
+namespace {
+
+// Thread exit: every page is collected; empty ones are freed; segments with no used page
+// go to the cache; the rest are abandoned for another thread to adopt. Bound: segments
+// owned x 64 pages, each collected once.
+void heap_abandon(Heap* h) {
+  if (h->large_stash_ != nullptr) {
+    segment_release(h->large_stash_);
+    h->large_stash_ = nullptr;
+  }
+  Segment* s = h->segments_;
+  while (s != nullptr) {
+    Segment* next = s->next_;
+    for (unsigned i = s->first_page_; i < s->page_count_; ++i) {
+      Page* pg = &s->pages_[i];
+      if (pg->block_size_ != 0) {
+        page_collect(pg);
+        if (pg->used_ == 0) page_reset_free(s, pg);
+      }
+    }
+    for (unsigned i = s->first_page_; i < s->page_count_; ++i) {
+      Page* pg = &s->pages_[i];
+      queue_move(h, pg, PageQueue::kNone, false);
+      pg->xheap_.store(nullptr, std::memory_order_release);
+    }
+    segment_unlink(h, s);
+    if (s->used_pages_ == 0)
+      segment_release(s);
+    else
+      segment_abandon(s);
+    s = next;
+  }
+  for (unsigned c = 0; c < kNumClasses; ++c) {
+    set_cur_page(h, c, &g_empty_page);
+    h->avail_[c] = PageList{};
+    h->full_[c] = PageList{};
+  }
+  for (unsigned k = 0; k < 2; ++k) h->free_dirty_[k] = h->free_clean_[k] = PageList{};
+}
+
+void thread_done(void* arg) {
+  Heap* h = static_cast<Heap*>(arg);
+  if (h == nullptr || h == &g_empty_heap) return;
+  heap_abandon(h);
+  if (t_heap == h) t_heap = &g_empty_heap;
+  h->xlive_.store(false, std::memory_order_relaxed);
+  g_heap_pool.push(h);  // (H1): the abandonment above happens-before the next owner
+}
+
+void fork_prepare() {
+  if (auto hook = g_fork_prepare_hook.load(std::memory_order_acquire)) hook();
+  segment_fork_prepare();
+  g_heap_pool.acquire_for_fork();
+}
+
+void fork_parent() {
+  g_heap_pool.end();
+  segment_fork_release();
+  if (auto hook = g_fork_parent_hook.load(std::memory_order_acquire)) hook();
+}
+
+__attribute__((constructor)) void wfmm_early_init() { process_init(); }
+
+}  // namespace
+
+void process_init() {
+  int st = g_init_state.load(std::memory_order_acquire);
+  if (WFMM_LIKELY(st == 2)) {
+    options_load();  // no-op once loaded; retries if environ was not ready before
+    return;
+  }
+  int expected = 0;
+  if (!g_init_state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) return;
+  options_load();
+  pthread_key_create(&g_key, &thread_done);
+  pthread_atfork(&fork_prepare, &fork_parent, &fork_child_reset);
+  g_init_state.store(2, std::memory_order_release);
+}
+
+void fork_child_reset() {
+  g_heap_pool.end();
+  segment_fork_release();
+  // Only the forking thread lives on: the other heaps' threads are gone. Their segments stay
+  // as they are (a remote free into them still works; their memory is not reused).
+  for (Heap* h = g_all_heaps.load(std::memory_order_acquire);
+       h != nullptr && reinterpret_cast<uintptr_t>(h) != 1;
+       h = h->xall_next_.load(std::memory_order_acquire)) {
+    if (h != t_heap) h->xlive_.store(false, std::memory_order_relaxed);
+  }
+  if (auto hook = g_fork_child_hook.load(std::memory_order_acquire)) hook();
+}
+
+void heap_thread_start() {
+  if (t_heap == &g_empty_heap) thread_init();
+}
+
+Heap* heap_registry_first() { return g_all_heaps.load(std::memory_order_acquire); }
+
+bool collect(bool force) {
+  Heap* h = t_heap;
+  bool released = false;
+  if (force && h != &g_empty_heap) {
+    // An abandoned segment whose blocks were all freed since is given back only by an
+    // adopter, and adopters take one at a time, only when they need a page: a forced collect
+    // adopts them now (those still holding blocks stay with this thread, as any adoption).
+    // Bound: kCollectAdopt segments x 64 pages (not a malloc/free path).
+    for (unsigned i = 0; i < kCollectAdopt; ++i) {
+      Segment* s = segment_take_abandoned(unsigned(h->id_) + i);
+      if (s == nullptr) break;
+      adopt(h, s);
+      released = true;
+    }
+  }
+  if (h != &g_empty_heap && h->large_stash_ != nullptr) {
+    segment_release(h->large_stash_);
+    h->large_stash_ = nullptr;
+    released = true;
+  }
+  if (h != &g_empty_heap) {
+    // Bound: the pages of this heap, each collected and possibly purged once.
+    for (Segment* s = h->segments_; s != nullptr;) {
+      Segment* next = s->next_;
+      for (unsigned i = s->first_page_; i < s->page_count_; ++i) {
+        Page* pg = &s->pages_[i];
+        if (pg->block_size_ != 0) {
+          page_collect(pg);
+          if (pg->used_ == 0 && (force || h->cur_[pg->class_] != pg)) page_free(h, pg, false);
+        }
+      }
+      for (unsigned i = s->first_page_; i < s->page_count_; ++i) {
+        Page* pg = &s->pages_[i];
+        if (pg->queue_ == PageQueue::kFreeDirty &&
+            (force || os::now_ms() - pg->freed_at_ms_ >= uint64_t(option(Opt::kPurgeDelayMs)))) {
+          page_purge(s, pg);
+          queue_move(h, pg, PageQueue::kFreeClean, false);
+          released = true;
+        }
+      }
+      if (s->used_pages_ == 0) {
+        segment_retire_if_empty(h, s);
+        released = true;
+      }
+      s = next;
+    }
+  }
+  released |= segment_cache_expire(force);
+  return released;
+}
+
+}  // namespace wfmm
+
+namespace wfmm {
+
+// Checks the calling thread's heap against the invariants in types.h. Returns null if all
+// hold, else a description of the first violation. For tests; walks everything.
+const char* heap_validate() {
+  Heap* h = t_heap;
+  if (h == &g_empty_heap) return nullptr;
+  for (unsigned c = 0; c < kNumClasses; ++c) {
+    Page* cur = h->cur_[c];
+    if (cur == nullptr) return "cur_ is null";
+    if (cur != &g_empty_page && cur != h->avail_[c].head) return "cur_ is not the head of avail_";
+    if (cur == &g_empty_page && h->avail_[c].head != nullptr)
+      return "avail_ pages but cur_ is empty";
+  }
+  for (size_t w = 0; w <= kDirectMax / 16; ++w) {
+    if (h->direct_[w] != h->cur_[kDirectClass[w]]) return "direct_ disagrees with cur_";
+  }
+  for (Segment* s = h->segments_; s != nullptr; s = s->next_) {
+    if (s->xowner_.load(std::memory_order_relaxed) != h) return "segment owned by another heap";
+    if (s->cookie_ != (kSegmentCookie ^ reinterpret_cast<uintptr_t>(s))) return "segment cookie";
+    unsigned used_pages = 0;
+    for (unsigned i = s->first_page_; i < s->page_count_; ++i) {
+      Page* pg = &s->pages_[i];
+      if (pg->block_size_ == 0) {
+        if (pg->queue_ != PageQueue::kFreeDirty && pg->queue_ != PageQueue::kFreeClean)
+          return "free page not queued as free";
+        continue;
+      }
+      ++used_pages;
+      if (pg->xheap_.load(std::memory_order_relaxed) != h) return "page owner";
+      if (pg->queue_ != PageQueue::kAvail && pg->queue_ != PageQueue::kFull)
+        return "used page queue";
+      if (pg->block_size_ != class_size(pg->class_)) return "block size / class";
+      if (pg->capacity_ > pg->reserved_) return "capacity > reserved";
+      uint32_t nfree = 0;
+      for (Block* l : {pg->free_, pg->local_free_}) {
+        // Bound: reserved_ + 1 steps, so a cycle is reported, not followed forever.
+        for (; l != nullptr; l = pg->decode(l->next.load(std::memory_order_relaxed))) {
+          uintptr_t a = reinterpret_cast<uintptr_t>(l);
+          if (!pg->is_block_start(a)) return "free-list entry is not a block of its page";
+          if (a >= pg->start_ + uintptr_t(pg->capacity_) * pg->block_size_)
+            return "free-list entry beyond capacity";
+          if (++nfree > pg->reserved_) return "free list longer than the page (cycle?)";
+        }
+      }
+      if (pg->used_ + nfree != pg->capacity_) return "used + free + local_free != capacity";
+    }
+    if (used_pages != s->used_pages_) return "segment used page count";
+  }
+  return nullptr;
+}
+
+}  // namespace wfmm
