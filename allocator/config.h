@@ -49,6 +49,7 @@ inline constexpr unsigned kAddressBits = 47;
 
 // Blocks carved from a page's untouched area per slow-path call (keeps RSS to what is used).
 inline constexpr size_t kExtendBytes = 4096;
+inline constexpr uint32_t kMinExtend = 4;  // blocks carved at least (bounded by the page)
 // How many pages of one size class the malloc slow path inspects before taking a new page.
 inline constexpr unsigned kPageScanLimit = 8;
 // How many full pages the slow path checks for remote frees per call.

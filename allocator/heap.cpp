@@ -180,14 +180,16 @@ void page_collect(Page* pg) {
 
 namespace {
 
-// Carves up to kExtendBytes of untouched blocks onto free_. Bound: 256 blocks.
+// Carves kExtendBytes of untouched blocks onto free_, at least kMinExtend (blocks of 1 KiB
+// and up: with one 4 KiB block per carve every malloc of a new page's blocks took the slow
+// path; glibc-simple's user time -4%). Bound: 256 blocks.
 // Pre: free_ is empty (every caller extends only a page with no free block), so the list
 // is exactly the carved blocks: zero but for their links when the area was zero (zero_).
 void page_extend(Page* pg) {
   WFMM_ASSERT(pg->free_ == nullptr);
   pg->free_is_zero_ = pg->zero_;
   uint32_t count = uint32_t(kExtendBytes / pg->block_size_);
-  if (count == 0) count = 1;
+  if (count < kMinExtend) count = kMinExtend;
   if (count > pg->reserved_ - pg->capacity_) count = pg->reserved_ - pg->capacity_;
   uintptr_t base = pg->start_ + uintptr_t(pg->capacity_) * pg->block_size_;
   for (uint32_t i = count; i-- > 0;) {
