@@ -57,7 +57,7 @@ void* alloc_zeroed(size_t n) {
   // until the program writes them. The flag is read after the pop: a pop that ended the
   // list and swapped freed blocks in cleared it, which only costs a needless memset.
   // A malloc of at most kMediumMax bytes comes from a small or medium page.
-  Segment* s = reinterpret_cast<Segment*>(reinterpret_cast<uintptr_t>(p) & ~kSegmentMask);
+  Segment* s = segment_of(p);
   if (!s->page_of(reinterpret_cast<uintptr_t>(p))->free_is_zero_) memset(p, 0, n);
   return p;
 }

@@ -24,15 +24,11 @@ std::atomic<void (*)(::wfmm_stats*)> g_stats_hook{nullptr};
 
 namespace {
 
-Segment* segment_of_page(Page* pg) {
-  return reinterpret_cast<Segment*>(reinterpret_cast<uintptr_t>(pg) & ~kSegmentMask);
-}
-
 // The side array of pg, attached on first use. Any thread holding a block of pg may call
 // it: every caller computes the same address, so racing stores agree. Null only when the
 // OS refuses the small segment's side map.
 WFMM_NOINLINE std::atomic<uint64_t>* side_attach(Page* pg) {
-  Segment* s = segment_of_page(pg);
+  Segment* s = segment_of(pg);
   std::atomic<uint64_t>* side;
   if (s->kind_ == SegmentKind::kSmall) {
     std::atomic<uint64_t>* map = s->xside_map_.load(std::memory_order_acquire);

@@ -140,7 +140,7 @@ WFMM_INLINE void heap_free(void* p, const char* who) {
     // header, not from the entry: the header line is as hot, and the page's address then
     // waits for one load instead of the map's two in a row, which lay on the critical
     // path of a malloc/free pair (the entry's check is a predicted branch beside it).
-    Segment* s = reinterpret_cast<Segment*>(a & ~kSegmentMask);
+    Segment* s = segment_of(p);
     Page* pg = s->page_of(a);
     Heap* h = t_heap;
     // relaxed: only this thread ever stores its own heap into xheap_, so equality is

@@ -6,10 +6,6 @@
 
 namespace wfmm {
 
-WFMM_INLINE Segment* segment_of(Page* pg) {
-  return reinterpret_cast<Segment*>(reinterpret_cast<uintptr_t>(pg) & ~kSegmentMask);
-}
-
 // ---- heap.cpp: page queues (owner only), remote-free collection, segment list
 void queue_move(Heap* h, Page* pg, PageQueue q, bool front);
 void set_cur_page(Heap* h, unsigned cls, Page* pg);

@@ -150,6 +150,12 @@ struct Segment {
     return &pages_[(p - reinterpret_cast<uintptr_t>(this)) >> page_shift_];
   }
 };
+
+// The segment holding p: a page descriptor, or any address of a small or medium block
+// (segments are kSegmentSize-aligned; huge blocks' tails need segment_containing).
+WFMM_INLINE Segment* segment_of(const void* p) {
+  return reinterpret_cast<Segment*>(reinterpret_cast<uintptr_t>(p) & ~kSegmentMask);
+}
 static_assert(sizeof(Segment) <= kHeaderSize);
 // Medium, large and huge segments keep their blocks' side words in the header, from here.
 inline constexpr size_t kHeaderSideOffset = 32 * 1024;
