@@ -137,6 +137,9 @@ constexpr uint64_t live_count(uint64_t w, unsigned parity) {
 // Blocks freed per allocator or reclamation call at most (amortized free): the rest of the
 // queue waits for the thread's next calls, its exit or wfmm_barrier.
 constexpr uint32_t kFreeBudget = 64;
+// Batches with deleters a thread keeps queued for its leave when they reach zero inside its
+// region (run_frees); beyond that they go to the orphans.
+constexpr uint32_t kKeepUser = 8;
 // The library's one lock (sync.cpp): only wfmm_barrier takes it.
 extern pthread_mutex_t g_barrier_lock;
 

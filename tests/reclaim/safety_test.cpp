@@ -1,8 +1,9 @@
 // Holes the reclamation layer once had, each as the user would hit it: two threads retiring the
 // same block at the same moment (exactly one report, the block in one batch only), a free or
 // realloc of a retired block (reported, never reused under its reader), a barrier in a fork
-// child while the forking thread's region still holds an inherited batch, and the frees a
-// thread owes after a long stall spread over its next calls (at most kFreeBudget per call).
+// child while the forking thread's region still holds an inherited batch, the frees a
+// thread owes after a long stall spread over its next calls (at most kFreeBudget per call),
+// and deleters of batches that reach zero inside the retirer's own region.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -245,5 +246,35 @@ TEST(ReclaimSafety, FreesOwedAfterAStallAreSpreadOverCalls) {
   uint64_t most = *std::max_element(per_call.begin(), per_call.end());
   EXPECT_LE(most, 64u) << "one call freed more than kFreeBudget blocks";
   wfmm_barrier();
+  expect_all_reclaimed("after");
+}
+
+// A writer retires nodes with deleters inside its regions and protects nothing (it holds the
+// structure another way): each full batch reaches zero at its publish, inside the region,
+// where no deleter may run. Those batches used to go to the global orphans, which only a
+// leave with work of its own took back: this loop never had any, and nothing was ever
+// reclaimed (the xenium hash map with WFMM_BATCH=1024 grew to a million pending nodes). Now
+// the leave that ends the region frees them; pending stays within a few batches.
+TEST(ReclaimSafety, DeletersOfBatchesThatReachZeroInsideTheRegionRunAtItsLeave) {
+  expect_all_reclaimed("before");
+  static std::atomic<uint64_t> deleted{0};
+  deleted.store(0);
+  uint64_t base = stats().reclaimed;
+  const int n = 200000;
+  uint64_t worst = 0;
+  for (int i = 0; i < n; ++i) {
+    wfmm_enter();
+    auto* p = static_cast<uint64_t*>(wfmm_malloc(32));
+    *p = uint64_t(i);
+    wfmm_retire_with(p, [](void* q, void*) { deleted.fetch_add(1); (void)q; }, nullptr);
+    wfmm_leave();
+    uint64_t pending = uint64_t(i + 1) - (stats().reclaimed - base);
+    if (pending > worst) worst = pending;
+  }
+  // Default batch (64): at most the partial batch and one being freed.
+  EXPECT_LE(worst, 4u * 64) << "deleters waited: reclaimed " << stats().reclaimed - base
+                            << " of " << n;
+  wfmm_barrier();
+  EXPECT_EQ(deleted.load(), uint64_t(n));
   expect_all_reclaimed("after");
 }
