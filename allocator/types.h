@@ -46,28 +46,41 @@ enum class SegmentKind : uint8_t { kSmall, kMedium, kLarge, kHuge };
 // Who writes: the owner writes every plain field; other threads touch only xthread_free_
 // and read xheap_. A page with used_ == 0 is empty and may be reused for any class.
 struct Page {
-  // --- fast-path fields (first cache line) ---
-  Block* free_ = nullptr;
+  // Three cache lines by who writes them. A thread freeing a block of another thread's page
+  // reads only the first (owner test, block-start and double-free checks) and writes only
+  // the third (its remote list): the owner's mallocs and frees, which write the second line
+  // on every call, no longer take the freer's copy of the line it reads. (With the owner's
+  // list heads beside the shape fields, every remote free missed on the line the owner had
+  // just written: xheap_ was a quarter of operator delete's samples on the xenium hash map,
+  // 8 threads, write-heavy.)
+  // --- first line: the page's shape and owner; written when the page is set up, extended
+  // or changes hands, read by every free ---
   uintptr_t key_ = 0;  // link encoding; high bit set, so key ^ 0 is never in the page
-  uint32_t used_ = 0;
-  uint32_t block_size_ = 0;  // 0 while the page is free
-  Block* local_free_ = nullptr;
   uintptr_t start_ = 0;  // first block
   uint64_t magic_ = 0;   // floor(2^40 / block_size) + 1: block index by multiply
+  uint32_t block_size_ = 0;  // 0 while the page is free
   // capacity_ * block_size_: only carved slots are blocks. Written by the owner, read by
   // freeing threads (relaxed: a block handed out was carved before, and the handing out
   // happens-before its free).
   std::atomic<uint32_t> xspan_{0};
+  std::atomic<Heap*> xheap_{nullptr};  // owner; null while free or abandoned
+  // Reserved for reclamation: one word per block (birth era, or tagged link to its retire
+  // batch once retired). Stays null until a tracked block comes from this page.
+  std::atomic<std::atomic<uint64_t>*> xside_{nullptr};
+  uint32_t page_shift_ = 0;
   uint8_t class_ = 0;
-  PageQueue queue_ = PageQueue::kNone;
   uint8_t index_ = 0;  // position in the segment
+  // --- second line: the owner's list heads, written by every malloc and local free ---
+  alignas(64) Block* free_ = nullptr;
+  Block* local_free_ = nullptr;
+  uint32_t used_ = 0;
+  PageQueue queue_ = PageQueue::kNone;
   // Every block on free_ reads zero but for its link word (word 1, which malloc clears):
   // free_ holds only blocks carved from zeroed memory and never handed out since, so calloc
   // skips its memset. Set by page_extend (from zero_); cleared by anything else that puts
   // blocks on free_ (the local-list swaps, collected remote frees). Owner only.
   bool free_is_zero_ = false;
-  std::atomic<Heap*> xheap_{nullptr};  // owner; null while free or abandoned
-  // --- second line: shared and slow-path fields ---
+  // --- third line: shared and slow-path fields ---
   alignas(64) std::atomic<uintptr_t> xthread_free_{0};
   Block* parked_ = nullptr;
   uint32_t capacity_ = 0;  // blocks carved so far
@@ -81,13 +94,9 @@ struct Page {
   // when a used page is freed (its blocks were written). Owner (or whoever holds the free
   // page's segment).
   bool zero_ = false;
-  // Reserved for reclamation: one word per block (birth era, or tagged link to its retire
-  // batch once retired). Stays null until a tracked block comes from this page.
-  std::atomic<std::atomic<uint64_t>*> xside_{nullptr};
   // Large/huge blocks: 1 while the block is live, 0 once freed (exchange = exact double-free
   // detection without an owner).
   std::atomic<uint32_t> xlarge_live_{0};
-  uint32_t page_shift_ = 0;
 
   uintptr_t encode(const Block* b) const { return reinterpret_cast<uintptr_t>(b) ^ key_; }
   Block* decode(uintptr_t v) const { return reinterpret_cast<Block*>(v ^ key_); }
@@ -165,6 +174,8 @@ inline constexpr size_t kSmallSideWords = (size_t(1) << kSmallPageShift) / 16;
 inline constexpr size_t kSideMapBytes = kMaxPagesPerSegment * kSmallSideWords * 8;
 
 inline constexpr uint64_t kSegmentCookie = 0x77666d6d5345474dull;
+
+static_assert(sizeof(Page) == 192, "three cache lines: shape, owner heads, shared (see Page)");
 
 // Doubly linked page list (owner only).
 struct PageList {
