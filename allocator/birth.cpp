@@ -88,10 +88,6 @@ void birth_record(Heap* h, Page* pg, void* b) {
   }
 }
 
-void birth_tracking_on() {
-  if (!g_track.load(std::memory_order_relaxed)) g_track.store(true, std::memory_order_seq_cst);
-}
-
 const char* block_for_retire(void* p, std::atomic<uint64_t>** side_out, size_t* size) {
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
   if (segment_map_entry(a) == 0) return "invalid pointer (not allocated by wfmm)";

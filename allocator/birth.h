@@ -71,8 +71,11 @@ WFMM_INLINE void birth_note(Heap* h, Page* pg, void* b) {
   }
 }
 
-// Starts recording (idempotent).
-void birth_tracking_on();
+// Starts recording (idempotent; inline: every retire calls it).
+WFMM_INLINE void birth_tracking_on() {
+  if (WFMM_UNLIKELY(!g_track.load(std::memory_order_relaxed)))
+    g_track.store(true, std::memory_order_seq_cst);
+}
 
 // True if the block starting at address a of pg is retired and not reclaimed yet: freeing or
 // reallocating it now would hand it out again while readers may still hold it. Every retire

@@ -355,10 +355,17 @@ void* malloc_slow(size_t n) {
   return b;
 }
 
+// The end of the malloc fast path's pop of b when birth eras are being recorded and the
+// link passed its check (not repeated here: 47 -> 27 instructions per tracked malloc,
+// cachegrind over the xenium hash map).
+WFMM_NOINLINE void* malloc_birth(Heap* h, Page* pg, Block* b) {
+  birth_note(h, pg, b);
+  return b;
+}
+
 // The end of the malloc fast path's pop of b when the link it moved to free_ is neither a
-// block start of the page nor null, or when birth eras are being recorded. A bad link is a
-// freed block written to: report; in continue mode drop the rest of the list (b, already
-// counted out, is handed out).
+// block start of the page nor null. A bad link is a freed block written to: report; in
+// continue mode drop the rest of the list (b, already counted out, is handed out).
 WFMM_NOINLINE void* malloc_link_slow(Heap* h, Page* pg, Block* b) {
   uintptr_t link = reinterpret_cast<uintptr_t>(pg->free_);
   if (WFMM_UNLIKELY(!free_link_ok(pg, link))) {

@@ -26,6 +26,8 @@ Block* free_link_bad(Page* pg, Block* b, uintptr_t link, const char* list);
 // block start nor null (corrupt: reported; in continue mode the rest of the list is
 // dropped) or when b needs its birth era recorded. Returns b.
 __attribute__((returns_nonnull)) void* malloc_link_slow(Heap* h, Page* pg, Block* b);
+// The rest of the pop when only b's birth era is to be recorded (its link passed the check).
+__attribute__((returns_nonnull)) void* malloc_birth(Heap* h, Page* pg, Block* b);
 
 // ---- free-list links ----
 // Every link is checked before it is followed (malloc's pop, the local list once it
@@ -121,7 +123,7 @@ WFMM_INLINE void* heap_malloc_fast(size_t n) {
     pg->local_free_ = nullptr;
     if (l != nullptr) pg->free_is_zero_ = false;
   }
-  if (WFMM_UNLIKELY(g_track.load(std::memory_order_relaxed))) return malloc_link_slow(h, pg, b);
+  if (WFMM_UNLIKELY(g_track.load(std::memory_order_relaxed))) return malloc_birth(h, pg, b);
   return b;
 }
 

@@ -177,10 +177,19 @@ void for_each_record(F f) {
 
 // records.cpp: records, reservations, statistics, thread exit.
 void note_max(std::atomic<uint64_t>& m, uint64_t v);
-void stat_add(std::atomic<int64_t>& c, int64_t v);
+// Owner-written counters: a relaxed load and store, no read-modify-write (inline: retire
+// calls it twice per block).
+inline void stat_add(std::atomic<int64_t>& c, int64_t v) {
+  c.store(c.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
+}
 void init();
 Record* own_record(bool implicit = false);
-Record* need_record(const char* who);
+Record* need_record_slow(const char* who);
+// The caller's record, claimed on first use (reported when there is no memory for one).
+inline Record* need_record(const char* who) {
+  Record* r = t_local.rec;
+  return WFMM_LIKELY(r != nullptr) ? r : need_record_slow(who);
+}
 void publish_era(Local& t, Slot& s, unsigned j, uint64_t e);
 uint64_t reset_slot(Local& t, unsigned j);
 uint64_t refresh(Local& t, unsigned j, uint64_t e);

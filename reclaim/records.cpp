@@ -67,10 +67,6 @@ void note_max(std::atomic<uint64_t>& m, uint64_t v) {
   }
 }
 
-void stat_add(std::atomic<int64_t>& c, int64_t v) {
-  c.store(c.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
-}
-
 // ---------------------------------------------------------------- records
 
 namespace {
@@ -244,7 +240,7 @@ Record* own_record(bool implicit) {
   return r;
 }
 
-Record* need_record(const char* who) {
+Record* need_record_slow(const char* who) {
   Record* r = own_record();
   if (r == nullptr) {
     report_error(who, "out of memory for a thread record", nullptr);
