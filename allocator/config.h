@@ -61,6 +61,16 @@ inline constexpr unsigned kAdoptLimit = 4;
 inline constexpr unsigned kCollectAdopt = 1024;
 // How many expired empty pages one slow-path call purges.
 inline constexpr unsigned kPurgeLimit = 4;
+// Tries at the segment cache's consumer flag before a segment allocation maps a fresh one.
+inline constexpr unsigned kCacheTries = 8;
+// One spin-wait hint between two bounded tries.
+WFMM_INLINE void cpu_pause() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
 // Entries a handoff stack moves out of its inbox per drain.
 inline constexpr unsigned kDrainBudget = 64;
 
