@@ -46,6 +46,17 @@ class HandoffStack {
     return !busy_.load(std::memory_order_relaxed) &&
            !busy_.exchange(true, std::memory_order_acquire);
   }
+  // try_begin, tried again while another consumer holds the flag (for a bounded scan): for
+  // callers to whom a miss costs fresh memory (a segment mapped and faulted in, a heap).
+  // Bound: `tries` tries, 32 pauses apart.
+  bool try_begin_patient(unsigned tries) {
+    bool got = try_begin();
+    for (unsigned i = 1; !got && i < tries; ++i) {
+      for (unsigned k = 0; k < 32; ++k) cpu_pause();
+      got = try_begin();
+    }
+    return got;
+  }
   void end() {
     leftover_.store(chains_ != nullptr || owned_ != nullptr, std::memory_order_relaxed);
     busy_.store(false, std::memory_order_release);

@@ -117,13 +117,7 @@ Segment* cache_take(size_t lo, size_t hi, size_t grow_from = 0) {
   // miss here maps a fresh segment and faults it in page by page, so wait a moment. Giving
   // up at once, two threads that allocate large blocks found the cache busy ~170 times per
   // run of mstress-t2 (12.7k hits) and each time mapped and faulted a fresh 4 MiB segment.
-  // Bound: kCacheTries tries, 32 pauses between two.
-  bool got = g_cache.try_begin();
-  for (unsigned i = 1; !got && i < kCacheTries; ++i) {
-    for (unsigned k = 0; k < 32; ++k) cpu_pause();
-    got = g_cache.try_begin();
-  }
-  if (!got) return nullptr;
+  if (!g_cache.try_begin_patient(kCacheTries)) return nullptr;
   g_cache.drain(kDrainBudget);
   Segment** best = nullptr;
   Segment** below = nullptr;
