@@ -298,7 +298,11 @@ Page* find_page(Heap* h, unsigned cls) {
       pg = next;
     }
     set_cur(h, cls);  // the old current page may have just moved to full_
-    for (unsigned i = 0; i < kFullScanLimit; ++i) {
+    // A few full pages per call; before a fresh page is carved (the other way out of here),
+    // kFullScanDeep of them: remote frees into full pages are otherwise found only 4 pages
+    // per call, and a heap with hundreds of full pages carved fresh ones meanwhile.
+    unsigned full_scan = h->avail_[cls].head == nullptr ? kFullScanDeep : kFullScanLimit;
+    for (unsigned i = 0; i < full_scan; ++i) {
       Page* f = h->full_[cls].head;
       if (f == nullptr) break;
       if (f->xthread_free_.load(std::memory_order_relaxed) != 0 || f->parked_ != nullptr ||
