@@ -63,6 +63,9 @@ inline constexpr unsigned kAdoptLimit = 4;
 inline constexpr unsigned kCollectAdopt = 1024;
 // How many expired empty pages one slow-path call purges.
 inline constexpr unsigned kPurgeLimit = 4;
+// WFMM_HUGE_PAGES=auto: small and medium segments mapped once this much is mapped get
+// transparent huge pages (segment.cpp, segment_alloc).
+inline constexpr int64_t kThpAfterBytes = int64_t(64) << 20;
 // Tries at the segment cache's consumer flag before a segment allocation maps a fresh one.
 inline constexpr unsigned kCacheTries = 8;
 // One spin-wait hint between two bounded tries.

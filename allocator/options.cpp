@@ -29,10 +29,13 @@ const OptionDesc kOptionDesc[unsigned(Opt::kCount)] = {
     {"foreign_blocks", 2, 0, 2,
      "retire accepts blocks of another malloc: 0 or 'off', 1 or 'on', 2 or 'auto' (only when "
      "wfmm is not the process's malloc: ASan, TSan, valgrind)"},
+    {"huge_pages", 2, 0, 2,
+     "transparent huge pages: 0 or 'off', 1 or 'huge' (huge blocks only), 2 or 'auto' (also "
+     "small and medium segments once 64 MiB are mapped)"},
 };
 
 std::atomic<long> g_option_value[unsigned(Opt::kCount)] = {
-    {0}, {0}, {0}, {50}, {16}, {110}, {64}, {16}, {0}, {0}, {0}, {0}, {2},
+    {0}, {0}, {0}, {50}, {16}, {110}, {64}, {16}, {0}, {0}, {0}, {0}, {2}, {2},
 };
 
 namespace {
@@ -96,6 +99,11 @@ bool parse_value(Opt o, const char* s, long* out) {
     if (same_word(s, "on")) return *out = 1, true;
     if (same_word(s, "auto")) return *out = 2, true;
   }
+  if (o == Opt::kHugePages) {
+    if (same_word(s, "off")) return *out = 0, true;
+    if (same_word(s, "huge")) return *out = 1, true;
+    if (same_word(s, "auto")) return *out = 2, true;
+  }
   if (o == Opt::kShowStats) {
     if (same_word(s, "text")) return *out = 1, true;
     if (same_word(s, "json")) return *out = 2, true;
@@ -126,6 +134,7 @@ void warn_bad(const OptionDesc& d, const char* text, bool earlier) {
   if (is_bool(Opt(unsigned(&d - kOptionDesc)))) m.add(" or on/off, true/false, yes/no");
   if (&d == &kOptionDesc[unsigned(Opt::kShowStats)]) m.add(", text/json");
   if (&d == &kOptionDesc[unsigned(Opt::kForeignBlocks)]) m.add(" or off/on/auto");
+  if (&d == &kOptionDesc[unsigned(Opt::kHugePages)]) m.add(" or off/huge/auto");
   if (earlier)
     m.add("; keeping ").dec(option(Opt(unsigned(&d - kOptionDesc))))
         .add(" from the earlier WFMM_").add(up).emit();
@@ -284,6 +293,8 @@ void options_print() {
       m.add(v == 0 ? "abort" : "continue");
     else if (Opt(i) == Opt::kForeignBlocks && v >= 0 && v <= 2)
       m.add(v == 0 ? "off" : v == 1 ? "on" : "auto");
+    else if (Opt(i) == Opt::kHugePages && v >= 0 && v <= 2)
+      m.add(v == 0 ? "off" : v == 1 ? "huge" : "auto");
     else if (Opt(i) == Opt::kShowStats && v >= 0 && v <= 2)
       m.add(v == 0 ? "off" : v == 1 ? "text" : "json");
     else

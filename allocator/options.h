@@ -21,6 +21,7 @@ enum class Opt : unsigned {
   kDeferredFree,     // 0..1: the shim's free/delete retire instead of freeing
   kDeferMinBytes,    // freed bytes a thread holds back before they may be reused
   kForeignBlocks,    // 0 off, 1 on, 2 auto: retire accepts blocks of the process's malloc
+  kHugePages,        // 0 off, 1 huge blocks, 2 auto: where MADV_HUGEPAGE is asked for
   kCount
 };
 

@@ -305,11 +305,20 @@ Segment* segment_alloc(SegmentKind kind, size_t size) {
   } else {
     void* p = os::map_aligned(size, kSegmentSize);
     if (p == nullptr) return nullptr;
-    // A huge block (over 4 MiB) is one mapping of its own, mostly written whole: 2 MiB pages
-    // fault it in 512 times less often (malloc-large: 116k faults to a few hundred) and
-    // spare the TLB. Standard segments stay on 4 KiB pages: their 64 KiB pages are purged
-    // one by one, which would split huge pages.
-    if (kind == SegmentKind::kHuge) os::advise_huge_pages(p, size);
+    // Transparent huge pages (WFMM_HUGE_PAGES). A huge block (over 4 MiB) is one mapping of
+    // its own, mostly written whole: 2 MiB pages fault it in 512 times less often
+    // (malloc-large: 116k faults to a few hundred) and spare the TLB. Under 'auto' (the
+    // default) small and medium segments get them too once kThpAfterBytes are mapped: a
+    // program that uses that much memory fills its segments, and on a VM whose page faults
+    // are dear 4 KiB faults were a quarter of test-stress's and rptest's time. Purging a
+    // 64 KiB page splits its huge page (the rest stays resident). A small program keeps
+    // 4 KiB pages and its RSS; large segments (one block of 128 KiB..4 MiB) always do (with
+    // huge pages mstress-t2's peak RSS tripled).
+    long thp = option(Opt::kHugePages);
+    if ((thp >= 1 && kind == SegmentKind::kHuge) ||
+        (thp == 2 && kind != SegmentKind::kLarge &&
+         g_bytes_mapped.load(std::memory_order_relaxed) >= kThpAfterBytes))
+      os::advise_huge_pages(p, size);
     s = static_cast<Segment*>(p);
     fresh = true;
     g_bytes_mapped.fetch_add(int64_t(size), std::memory_order_relaxed);

@@ -31,7 +31,8 @@ int main() {
   }
   void* p = wfmm_malloc(10);
   wfmm_free(p);
-  for (const char* n : {"verbose", "show_stats", "on_error", "purge_delay_ms", "segment_cache"})
+  for (const char* n :
+       {"verbose", "show_stats", "on_error", "purge_delay_ms", "segment_cache", "huge_pages"})
     printf("%s=%ld\n", n, wfmm_option_get(n));
   return 0;
 }

@@ -84,6 +84,22 @@ TEST(Options, EnvironmentIsParsed) {
   EXPECT_EQ(out.find("wfmm: "), std::string::npos) << out;
 }
 
+// huge_pages takes its three names in any case; anything else keeps the default (auto).
+TEST(Options, HugePagesTakesOffHugeAuto) {
+  std::string out = run_probe("WFMM_HUGE_PAGES=Huge");
+  EXPECT_NE(out.find("huge_pages=1\n"), std::string::npos) << out;
+  out = run_probe("WFMM_HUGE_PAGES=off");
+  EXPECT_NE(out.find("huge_pages=0\n"), std::string::npos) << out;
+  out = run_probe("WFMM_HUGE_PAGES=on");
+  EXPECT_NE(out.find("huge_pages=2\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("WFMM_HUGE_PAGES='on' is invalid: accepted 0..2 or off/huge/auto; using "
+                     "the default 2"),
+            std::string::npos)
+      << out;
+  out = run_probe("WFMM_VERBOSE=1");
+  EXPECT_NE(out.find("wfmm: option huge_pages = auto"), std::string::npos) << out;
+}
+
 TEST(Options, BadValuesWarnOnceAndKeepTheDefault) {
   std::string out =
       run_probe("WFMM_PURGE_DELAY_MS=abc WFMM_SEGMENT_CACHE=99999 WFMM_ON_ERROR=maybe");

@@ -28,7 +28,7 @@ namespace {
 
 // The model's table, written from README.md (not read from kOptionDesc: a wrong range or
 // default in the library's table is a finding too). kind: 0 number, 1 switch, 2 on_error,
-// 3 show_stats, 4 foreign_blocks.
+// 3 show_stats, 4 foreign_blocks, 5 huge_pages.
 struct ModelOpt {
   const char* name;
   long def, min, max;
@@ -48,6 +48,7 @@ const ModelOpt kModel[] = {
     {"deferred_free", 0, 0, 1, 1},
     {"defer_min_bytes", 0, 0, 1L << 40, 0},
     {"foreign_blocks", 2, 0, 2, 4},
+    {"huge_pages", 2, 0, 2, 5},
 };
 constexpr unsigned kN = sizeof kModel / sizeof kModel[0];
 static_assert(kN == unsigned(wfmm::Opt::kCount), "the model lists every option");
@@ -97,6 +98,9 @@ bool model_value(const ModelOpt& o, const std::string& text, long* out) {
   if (o.kind == 4 && w == "off") return *out = 0, true;
   if (o.kind == 4 && w == "on") return *out = 1, true;
   if (o.kind == 4 && w == "auto") return *out = 2, true;
+  if (o.kind == 5 && w == "off") return *out = 0, true;
+  if (o.kind == 5 && w == "huge") return *out = 1, true;
+  if (o.kind == 5 && w == "auto") return *out = 2, true;
   if (o.kind == 1 || o.kind == 3) {
     if (w == "on" || w == "yes" || w == "true") return *out = 1, true;
     if (w == "off" || w == "no" || w == "false") return *out = 0, true;
@@ -153,6 +157,7 @@ std::string model_bad(const ModelOpt& o, const std::string& text, bool earlier, 
   if (o.kind == 1 || o.kind == 3) m += " or on/off, true/false, yes/no";
   if (o.kind == 3) m += ", text/json";
   if (o.kind == 4) m += " or off/on/auto";
+  if (o.kind == 5) m += " or off/huge/auto";
   if (earlier)
     m += "; keeping " + std::to_string(kept) + " from the earlier WFMM_" + upper(o.name);
   else
@@ -167,6 +172,7 @@ std::string model_print(const long* v) {
     if (kModel[i].kind == 2) val = v[i] == 0 ? "abort" : "continue";
     if (kModel[i].kind == 3) val = v[i] == 0 ? "off" : v[i] == 1 ? "text" : "json";
     if (kModel[i].kind == 4) val = v[i] == 0 ? "off" : v[i] == 1 ? "on" : "auto";
+    if (kModel[i].kind == 5) val = v[i] == 0 ? "off" : v[i] == 1 ? "huge" : "auto";
     m += "wfmm: option " + std::string(kModel[i].name) + " = " + val + "  (" +
          wfmm::kOptionDesc[i].help + ")\n";
   }
@@ -188,7 +194,7 @@ struct Reader : wfmm_fuzz::Input {
 };
 
 const char* const kWords[] = {"on",  "off",   "yes",  "no",       "true", "false", "abort",
-                              "continue", "text", "json", "auto", "ON", "Yes", "maybe", "", "-", "+"};
+                              "continue", "text", "json", "auto", "huge", "ON", "Yes", "maybe", "", "-", "+"};
 
 // A value text: raw bytes, a word (any case), or a number at or around a range's edges.
 std::string value_text(Reader& r, const ModelOpt& o) {
