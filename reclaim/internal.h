@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "handoff.h"
+#include "heap.h"
 #include "reclaim.h"
 
 namespace wfmm::reclaim {
@@ -177,11 +178,8 @@ void for_each_record(F f) {
 
 // records.cpp: records, reservations, statistics, thread exit.
 void note_max(std::atomic<uint64_t>& m, uint64_t v);
-// Owner-written counters: a relaxed load and store, no read-modify-write (inline: retire
-// calls it twice per block).
-inline void stat_add(std::atomic<int64_t>& c, int64_t v) {
-  c.store(c.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
-}
+// Owner-written counters: the allocator's relaxed load and store (heap.h), inline.
+using wfmm::stat_add;
 void init();
 Record* own_record(bool implicit = false);
 Record* need_record_slow(const char* who);
