@@ -16,7 +16,7 @@ namespace wfmm {
 // wfmm_era_v1 for include/wfmm/fast.h's inline protect.
 extern std::atomic<uint64_t> g_era __asm__("wfmm_era_v1") __attribute__((visibility("default")));
 // True once any thread used reclamation: allocations record birth eras from then on.
-extern std::atomic<bool> g_track;
+extern std::atomic<bool> g_track WFMM_HIDDEN;
 // Called (by the allocating thread) before each era tick: the reclamation layer helps
 // pending slow-path protects there. Set once by reclaim at its initialisation.
 extern std::atomic<void (*)()> g_era_hook;

@@ -11,6 +11,9 @@
 #define WFMM_NOINLINE __attribute__((noinline))
 #define WFMM_COLD __attribute__((noinline, cold))
 #define WFMM_EXPORT __attribute__((visibility("default")))
+// For extern declarations of globals the fast paths read: -fvisibility=hidden covers only
+// definitions, so without this each read went through the GOT (a relaxed lea plus the load).
+#define WFMM_HIDDEN __attribute__((visibility("hidden")))
 
 namespace wfmm {
 

@@ -133,34 +133,63 @@ WFMM_INLINE void* heap_malloc(size_t n) {
   return malloc_slow(n);
 }
 
+// The owner's free of block b of its page pg: the interior, double-free and retired checks,
+// then a push on the local list. Every check is one predicted branch; a failing one goes out
+// of line (free_local_checked confirms, reports, or frees). The page's fields are read into
+// locals once (atomic loads are not merged by the compiler: span() was read twice).
+WFMM_INLINE void free_local(Heap* h, Page* pg, Block* b, const char* who) {
+  // One register for the page: without this barrier GCC kept the segment and the page's
+  // index apart and rebuilt the page's address three ways, spilling four registers.
+  asm("" : "+r"(pg));
+  uintptr_t a = reinterpret_cast<uintptr_t>(b);
+  uintptr_t start = pg->start_;
+  uintptr_t span = pg->span();
+  uintptr_t off = a - start;
+  uintptr_t d = b->next.load(std::memory_order_relaxed) ^ pg->key_;
+  // The retired check reads the page's side array, null until a tracked block came from the
+  // page (then g_track is on): a page without one holds no retired block.
+  std::atomic<uint64_t>* side = pg->xside_.load(std::memory_order_acquire);
+  if (WFMM_LIKELY(off < span && ((off * pg->magic_low_) >> 43) == 0 &&
+                  d > kPendingLink && d - start >= span &&
+                  (side == nullptr ||
+                   !side_retired(side[(off * pg->magic_) >> 40].load(std::memory_order_relaxed))))) {
+    b->next.store(pg->encode(pg->local_free_), std::memory_order_relaxed);
+    pg->local_free_ = b;
+    stat_inc(h->stats_.free_class[pg->class_]);
+    // An emptied page that is still this class's current page stays put: a malloc/free
+    // pair loop reuses it without a call.
+    if (WFMM_UNLIKELY(--pg->used_ == 0) && h->cur_[pg->class_] != pg) page_became_empty(h, pg);
+    return;
+  }
+  free_local_checked(h, pg, b, who);
+}
+
 // Pre: p != null.
 WFMM_INLINE void heap_free(void* p, const char* who) {
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  unsigned e = segment_map_entry(a);
-  if (WFMM_LIKELY(e - kMapSmall <= kMapMedium - kMapSmall)) {
-    // Small (64 KiB) or medium (512 KiB) pages. The page size comes from the segment's
-    // header, not from the entry: the header line is as hot, and the page's address then
-    // waits for one load instead of the map's two in a row, which lay on the critical
-    // path of a malloc/free pair (the entry's check is a predicted branch beside it).
-    Segment* s = segment_of(p);
-    Page* pg = s->page_of(a);
-    Heap* h = t_heap;
-    // relaxed: only this thread ever stores its own heap into xheap_, so equality is
-    // decided by this thread's own earlier store.
-    if (WFMM_LIKELY(pg->xheap_.load(std::memory_order_relaxed) == h)) {
-      Block* b = static_cast<Block*>(p);
-      if (WFMM_LIKELY(pg->is_block_start(a) &&
-                      !pg->link_looks_free(b->next.load(std::memory_order_relaxed)) &&
-                      !page_block_retired(pg, a))) {
-        b->next.store(pg->encode(pg->local_free_), std::memory_order_relaxed);
-        pg->local_free_ = b;
-        stat_inc(h->stats_.free_class[pg->class_]);
-        // An emptied page that is still this class's current page stays put: a malloc/free
-        // pair loop reuses it without a call.
-        if (WFMM_UNLIKELY(--pg->used_ == 0) && h->cur_[pg->class_] != pg) page_became_empty(h, pg);
-        return;
+  Heap* h = t_heap;
+  uintptr_t sa = a & ~kSegmentMask;
+  uintptr_t& hint = h->seg_hint_[(a >> kSegmentShift) % kSegmentHints];
+  Segment* s = reinterpret_cast<Segment*>(sa);
+  // relaxed (xheap_): only this thread ever stores its own heap into xheap_, so equality is
+  // decided by this thread's own earlier store.
+  if (WFMM_LIKELY(hint == sa)) {
+    // A segment of this heap: mapped, header valid, and each of its pages is this heap's or
+    // free. A free page (and a small segment's header page) has span 0, so free_local's
+    // block-start test sends such an address to free_local_checked, which reports it: no
+    // owner test needed here. (bad_input_test: HintedSegmentHeaderAndFreePage.)
+    return free_local(h, s->page_of(a), static_cast<Block*>(p), who);
+  } else {
+    unsigned e = segment_map_entry(a);
+    if (WFMM_LIKELY(e - kMapSmall <= kMapMedium - kMapSmall)) {
+      // Small (64 KiB) or medium (512 KiB) pages. The page size comes from the segment's
+      // header, not from the entry: the header line is as hot, and the page's address then
+      // waits for one load instead of the map's two in a row.
+      Page* pg = s->page_of(a);
+      if (WFMM_LIKELY(pg->xheap_.load(std::memory_order_relaxed) == h)) {
+        hint = sa;  // the page is this heap's, so is its segment (see seg_hint_)
+        return free_local(h, pg, static_cast<Block*>(p), who);
       }
-      return free_local_checked(h, pg, b, who);
     }
   }
   free_not_local(p, who);

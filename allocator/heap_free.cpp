@@ -32,6 +32,10 @@ void segment_unlink(Heap* h, Segment* s) {
     h->segments_ = s->next_;
   if (s->next_ != nullptr) s->next_->prev_ = s->prev_;
   s->next_ = s->prev_ = nullptr;
+  // The segment may be unmapped or owned by another thread from now on: free must ask the
+  // segment map again.
+  uintptr_t& hint = h->seg_hint_[(reinterpret_cast<uintptr_t>(s) >> kSegmentShift) % kSegmentHints];
+  if (hint == reinterpret_cast<uintptr_t>(s)) hint = kNoSegmentHint;
 }
 
 // A segment all of whose pages are free leaves the heap. Bound: 64 pages.

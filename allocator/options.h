@@ -32,7 +32,7 @@ struct OptionDesc {
 };
 
 extern const OptionDesc kOptionDesc[unsigned(Opt::kCount)];
-extern std::atomic<long> g_option_value[unsigned(Opt::kCount)];
+extern std::atomic<long> g_option_value[unsigned(Opt::kCount)] WFMM_HIDDEN;
 
 WFMM_INLINE long option(Opt o) {
   // relaxed: options are independent knobs; a reader may see a change a little late.

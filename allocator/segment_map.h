@@ -33,7 +33,7 @@ using SegmentMapLeaf = std::atomic<uint16_t>[kLeafEntries];
 struct SegmentMapTop {
   std::atomic<std::atomic<uint16_t>*> leaf[kLeafCount];
 };
-extern SegmentMapTop g_segment_map;
+extern SegmentMapTop g_segment_map WFMM_HIDDEN;
 
 // The map entry for address a (0 for addresses outside the user address space).
 WFMM_INLINE uint16_t segment_map_entry(uintptr_t a) {

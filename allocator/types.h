@@ -58,6 +58,7 @@ struct Page {
   uintptr_t key_ = 0;  // link encoding; high bit set, so key ^ 0 is never in the page
   uintptr_t start_ = 0;  // first block
   uint64_t magic_ = 0;   // floor(2^40 / block_size) + 1: block index by multiply
+  uint64_t magic_low_ = 0;  // magic_ << 24: the block-start test as multiply, shift, branch
   uint32_t block_size_ = 0;  // 0 while the page is free
   // capacity_ * block_size_: only carved slots are blocks. Written by the owner, read by
   // freeing threads (relaxed: a block handed out was carved before, and the handing out
@@ -105,9 +106,11 @@ struct Page {
   // off*magic are q*e + r*magic: below 2^19 when r == 0 (q*e <= off < 2^19), at least
   // magic >= 2^23 otherwise (bs <= 2^17). One multiply, no division.
   uint32_t span() const { return xspan_.load(std::memory_order_relaxed); }
+  // (With magic_low_ the low 40 bits of off * magic_ land in the top 40 bits of the 64-bit
+  // product, so "below 2^19" is "nothing above bit 42": no 64-bit mask constant to load.)
   bool is_block_start(uintptr_t p) const {
     uintptr_t off = p - start_;
-    return off < span() && ((off * magic_) & ((uint64_t(1) << 40) - 1)) < (uint64_t(1) << 19);
+    return off < span() && ((off * magic_low_) >> 43) == 0;
   }
   // True if a block's link word decodes to something a free list could hold: the block
   // is (almost surely) free already. A live block's word is 0 or program data.
@@ -197,6 +200,10 @@ struct ThreadStats {
   std::atomic<int64_t> free_large_bytes{0};
 };
 
+inline constexpr size_t kSegmentHints = 64;
+// Never a segment's address (those are kSegmentSize-aligned), so an empty slot matches no free.
+inline constexpr uintptr_t kNoSegmentHint = 1;
+
 // A heap: one per thread, reached through t_heap (initial-exec TLS). The static empty heap
 // g_empty_heap has every cur_ entry at the empty page, so a thread's first malloc misses
 // and the slow path sets the thread up; nothing on the fast path asks "initialised?".
@@ -205,6 +212,12 @@ struct Heap {
   // direct_[w] == cur_[kDirectClass[w]] always (set_cur keeps them equal).
   Page* direct_[kDirectMax / 16 + 1];
   Page* cur_[kNumClasses];  // page the fast path pops from, per class (never null)
+  // Segments this heap owns, by the low bits of their number (direct-mapped): a free whose
+  // segment is here skips the segment map (its two dependent loads and range checks), since
+  // an owned segment is mapped and its header valid. Set by a local free that went through
+  // the map; a slot is cleared (kNoSegmentHint) when its segment leaves the heap
+  // (segment_unlink), so it never names a segment another thread could unmap. Owner only.
+  uintptr_t seg_hint_[kSegmentHints];
   ThreadStats stats_;
   uint64_t id_ = 0;
   uint64_t rng_ = 0;
@@ -229,6 +242,7 @@ struct Heap {
   constexpr explicit Heap(Page* empty) {
     for (auto& c : cur_) c = empty;
     for (auto& d : direct_) d = empty;
+    for (auto& x : seg_hint_) x = kNoSegmentHint;
   }
 };
 

@@ -264,6 +264,38 @@ TEST(BadInputDeath, SlotNeverHandedOut) {
       "wfmm: free: invalid pointer");
 }
 
+// The free fast path trusts a segment this thread's heap owns (its per-heap segment hint)
+// and leaves the page owner test out there: an address in such a segment that is no block
+// must still be reported. A free of a live block first puts the segment in the hint; then the
+// small segment's header page (never holds blocks) and a page past the ones in use.
+TEST(BadInputDeath, HintedSegmentHeaderAndFreePage) {
+  EXPECT_DEATH(
+      {
+        std::thread([] {
+          char* p = static_cast<char*>(wfmm_malloc(64));
+          wfmm_free(wfmm_malloc(64));  // the segment is hinted from here on
+          uintptr_t seg = reinterpret_cast<uintptr_t>(p) & ~((uintptr_t(1) << 22) - 1);
+          wfmm_free(reinterpret_cast<void*>(seg + 4096));
+        }).join();
+      },
+      "wfmm: free: invalid pointer \\(no block there\\) 0x");
+  // A free page: the segment's last. "threadsafe" runs the child as a fresh process, so the
+  // thread's heap maps a new segment (no abandoned segment of earlier tests to adopt) and
+  // uses its first pages only.
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        std::thread([] {
+          char* p = static_cast<char*>(wfmm_malloc(64));
+          wfmm_free(wfmm_malloc(64));
+          uintptr_t seg = reinterpret_cast<uintptr_t>(p) & ~((uintptr_t(1) << 22) - 1);
+          wfmm_free(reinterpret_cast<void*>(seg + (uintptr_t(63) << 16)));
+        }).join();
+      },
+      "wfmm: free: invalid pointer \\(no block there\\) 0x");
+  GTEST_FLAG_SET(death_test_style, "fast");
+}
+
 TEST(BadInputDeath, ReallocOfAFreedBlock) {
   EXPECT_DEATH(
       {
