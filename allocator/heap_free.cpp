@@ -21,6 +21,7 @@ void page_purge(Segment* s, Page* pg) {
   if (os::purge(reinterpret_cast<void*>(from), area)) {
     pg->purged_ = true;
     pg->zero_ = true;  // private anonymous memory reads zero after MADV_DONTNEED
+    pg->touched_ = 0;
     g_bytes_purged.fetch_add(int64_t(area), std::memory_order_relaxed);
   }
 }
@@ -49,6 +50,8 @@ void segment_retire_if_empty(Heap* h, Segment* s) {
 
 // Resets a page that holds no live block to the free state (no queue change).
 void page_reset_free(Segment* s, Page* pg) {
+  uint32_t span = pg->span();  // its blocks were written: resident up to here
+  if (span > pg->touched_) pg->touched_ = span;
   pg->xheap_.store(nullptr, std::memory_order_relaxed);
   pg->block_size_ = 0;
   pg->xspan_.store(0, std::memory_order_relaxed);

@@ -95,6 +95,9 @@ struct Page {
   // when a used page is freed (its blocks were written). Owner (or whoever holds the free
   // page's segment).
   bool zero_ = false;
+  // Bytes from start_ that an earlier use of the page wrote since it was last fresh or
+  // purged: resident, so page_extend carves them in one go. 0 when unknown. Owner.
+  uint32_t touched_ = 0;
   // Large/huge blocks: 1 while the block is live, 0 once freed (exchange = exact double-free
   // detection without an owner).
   std::atomic<uint32_t> xlarge_live_{0};
