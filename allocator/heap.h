@@ -169,27 +169,30 @@ WFMM_INLINE void heap_free(void* p, const char* who) {
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
   Heap* h = t_heap;
   uintptr_t sa = a & ~kSegmentMask;
-  uintptr_t& hint = h->seg_hint_[(a >> kSegmentShift) % kSegmentHints];
   Segment* s = reinterpret_cast<Segment*>(sa);
-  // relaxed (xheap_): only this thread ever stores its own heap into xheap_, so equality is
-  // decided by this thread's own earlier store.
-  if (WFMM_LIKELY(hint == sa)) {
-    // A segment of this heap: mapped, header valid, and each of its pages is this heap's or
-    // free. A free page (and a small segment's header page) has span 0, so free_local's
-    // block-start test sends such an address to free_local_checked, which reports it: no
-    // owner test needed here. (bad_input_test: HintedSegmentHeaderAndFreePage.)
+  // A segment of this heap (seg_last_, else the seg_hint_ table): mapped, header valid, and
+  // each of its pages is this heap's or free. A free page (and a small segment's header
+  // page) has span 0, so free_local's block-start test sends such an address to
+  // free_local_checked, which reports it: no owner test needed here. (bad_input_test:
+  // HintedSegmentHeaderAndFreePage.)
+  if (WFMM_LIKELY(h->seg_last_ == sa)) return free_local(h, s->page_of(a), static_cast<Block*>(p), who);
+  uintptr_t& hint = h->seg_hint_[(a >> kSegmentShift) % kSegmentHints];
+  if (hint == sa) {
+    h->seg_last_ = sa;
     return free_local(h, s->page_of(a), static_cast<Block*>(p), who);
-  } else {
-    unsigned e = segment_map_entry(a);
-    if (WFMM_LIKELY(e - kMapSmall <= kMapMedium - kMapSmall)) {
-      // Small (64 KiB) or medium (512 KiB) pages. The page size comes from the segment's
-      // header, not from the entry: the header line is as hot, and the page's address then
-      // waits for one load instead of the map's two in a row.
-      Page* pg = s->page_of(a);
-      if (WFMM_LIKELY(pg->xheap_.load(std::memory_order_relaxed) == h)) {
-        hint = sa;  // the page is this heap's, so is its segment (see seg_hint_)
-        return free_local(h, pg, static_cast<Block*>(p), who);
-      }
+  }
+  unsigned e = segment_map_entry(a);
+  if (WFMM_LIKELY(e - kMapSmall <= kMapMedium - kMapSmall)) {
+    // Small (64 KiB) or medium (512 KiB) pages. The page size comes from the segment's
+    // header, not from the entry: the header line is as hot, and the page's address then
+    // waits for one load instead of the map's two in a row.
+    Page* pg = s->page_of(a);
+    // relaxed: only this thread ever stores its own heap into xheap_, so equality is
+    // decided by this thread's own earlier store.
+    if (WFMM_LIKELY(pg->xheap_.load(std::memory_order_relaxed) == h)) {
+      hint = sa;  // the page is this heap's, so is its segment (see seg_hint_)
+      h->seg_last_ = sa;
+      return free_local(h, pg, static_cast<Block*>(p), who);
     }
   }
   free_not_local(p, who);

@@ -37,6 +37,7 @@ void segment_unlink(Heap* h, Segment* s) {
   // segment map again.
   uintptr_t& hint = h->seg_hint_[(reinterpret_cast<uintptr_t>(s) >> kSegmentShift) % kSegmentHints];
   if (hint == reinterpret_cast<uintptr_t>(s)) hint = kNoSegmentHint;
+  if (h->seg_last_ == reinterpret_cast<uintptr_t>(s)) h->seg_last_ = kNoSegmentHint;
 }
 
 // A segment all of whose pages are free leaves the heap. Bound: 64 pages.

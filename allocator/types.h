@@ -221,6 +221,9 @@ struct Heap {
   // the map; a slot is cleared (kNoSegmentHint) when its segment leaves the heap
   // (segment_unlink), so it never names a segment another thread could unmap. Owner only.
   uintptr_t seg_hint_[kSegmentHints];
+  // The segment of this heap's last local free (or kNoSegmentHint), tested before the table:
+  // one compare without the table's index arithmetic. Same rules as seg_hint_.
+  uintptr_t seg_last_ = kNoSegmentHint;
   ThreadStats stats_;
   uint64_t id_ = 0;
   uint64_t rng_ = 0;
