@@ -29,6 +29,7 @@ std::atomic<snapshot*> g_cur{nullptr};
 std::atomic<bool> g_stop{false};
 std::atomic<long> g_bad{0};
 bool g_race = false;
+std::atomic<int> g_reading{0};  // readers that made their first read
 
 snapshot* make(long gen) {
   auto* s = static_cast<snapshot*>(g_res.allocate(sizeof(snapshot), alignof(snapshot)));
@@ -62,9 +63,13 @@ int main(int argc, char** argv) {
         snapshot* s = wfmm::protect(g_cur, 0);
         for (int i = 0; i < 14; ++i)
           if (s->values[i] != s->gen * 14 + i && !g_race) g_bad.fetch_add(1);
-        ++reads;
+        if (++reads == 1) g_reading.fetch_add(1);
       }
     });
+  // The writer waits for every reader's first read: a reader that started only after the
+  // last round saw each write ordered before its reads (through g_stop), and in race mode
+  // TSan, rightly, reported nothing (under ctest -j2, now and then).
+  while (g_reading.load() < int(readers.size())) std::this_thread::yield();
   for (long g = 1; g <= rounds; ++g) {
     snapshot* s = make(g);
     snapshot* old = g_cur.exchange(s);
