@@ -145,21 +145,26 @@ WFMM_INLINE void free_local(Heap* h, Page* pg, Block* b, const char* who) {
   uintptr_t start = pg->start_;
   uintptr_t span = pg->span();
   uintptr_t off = a - start;
-  uintptr_t d = b->next.load(std::memory_order_relaxed) ^ pg->key_;
-  // The retired check reads the page's side array, null until a tracked block came from the
-  // page (then g_track is on): a page without one holds no retired block.
-  std::atomic<uint64_t>* side = pg->xside_.load(std::memory_order_acquire);
-  if (WFMM_LIKELY(off < span && ((off * pg->magic_low_) >> 43) == 0 &&
-                  d > kPendingLink && d - start >= span &&
-                  (side == nullptr ||
-                   !side_retired(side[(off * pg->magic_) >> 40].load(std::memory_order_relaxed))))) {
-    b->next.store(pg->encode(pg->local_free_), std::memory_order_relaxed);
-    pg->local_free_ = b;
-    stat_inc(h->stats_.free_class[pg->class_]);
-    // An emptied page that is still this class's current page stays put: a malloc/free
-    // pair loop reuses it without a call.
-    if (WFMM_UNLIKELY(--pg->used_ == 0) && h->cur_[pg->class_] != pg) page_became_empty(h, pg);
-    return;
+  // The link word is read only once a is known to be a block start: for any other address
+  // a + 8 may lie past the segment's end, in memory that is not mapped (a free of the
+  // segment's last bytes crashed instead of being reported: bad_input_test
+  // HintedSegmentHeaderAndFreePage).
+  if (WFMM_LIKELY(off < span && ((off * pg->magic_low_) >> 43) == 0)) {
+    uintptr_t d = b->next.load(std::memory_order_relaxed) ^ pg->key_;
+    // The retired check reads the page's side array, null until a tracked block came from
+    // the page (then g_track is on): a page without one holds no retired block.
+    std::atomic<uint64_t>* side = pg->xside_.load(std::memory_order_acquire);
+    if (WFMM_LIKELY(d > kPendingLink && d - start >= span &&
+                    (side == nullptr ||
+                     !side_retired(side[(off * pg->magic_) >> 40].load(std::memory_order_relaxed))))) {
+      b->next.store(pg->encode(pg->local_free_), std::memory_order_relaxed);
+      pg->local_free_ = b;
+      stat_inc(h->stats_.free_class[pg->class_]);
+      // An emptied page that is still this class's current page stays put: a malloc/free
+      // pair loop reuses it without a call.
+      if (WFMM_UNLIKELY(--pg->used_ == 0) && h->cur_[pg->class_] != pg) page_became_empty(h, pg);
+      return;
+    }
   }
   free_local_checked(h, pg, b, who);
 }

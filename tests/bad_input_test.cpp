@@ -293,6 +293,18 @@ TEST(BadInputDeath, HintedSegmentHeaderAndFreePage) {
         }).join();
       },
       "wfmm: free: invalid pointer \\(no block there\\) 0x");
+  // The segment's last 8 bytes: the free path must not read the word after the address (the
+  // next 4 MiB are usually not mapped) before it knows the address is a block start.
+  EXPECT_DEATH(
+      {
+        std::thread([] {
+          char* p = static_cast<char*>(wfmm_malloc(64));
+          wfmm_free(wfmm_malloc(64));
+          uintptr_t seg = reinterpret_cast<uintptr_t>(p) & ~((uintptr_t(1) << 22) - 1);
+          wfmm_free(reinterpret_cast<void*>(seg + (uintptr_t(1) << 22) - 8));
+        }).join();
+      },
+      "wfmm: free: invalid pointer");
   GTEST_FLAG_SET(death_test_style, "fast");
 }
 
