@@ -267,7 +267,8 @@ TEST(BadInputDeath, SlotNeverHandedOut) {
 // The free fast path trusts a segment this thread's heap owns (its per-heap segment hint)
 // and leaves the page owner test out there: an address in such a segment that is no block
 // must still be reported. A free of a live block first puts the segment in the hint; then the
-// small segment's header page (never holds blocks) and a page past the ones in use.
+// small segment's header page (never holds blocks), a page past the ones in use, the
+// segment's last bytes, and a segment that left the heap (its hint must go with it).
 TEST(BadInputDeath, HintedSegmentHeaderAndFreePage) {
   EXPECT_DEATH(
       {
@@ -305,6 +306,21 @@ TEST(BadInputDeath, HintedSegmentHeaderAndFreePage) {
         }).join();
       },
       "wfmm: free: invalid pointer");
+  // A segment that left the heap must leave its hints too: the thread's only segment is
+  // released (forced collect, no segment cache, so it is unmapped) after a local free put it
+  // in the hints; a second free of the block must then be reported from the segment map, not
+  // read through a stale hint into unmapped memory (a crash without a message).
+  EXPECT_DEATH(
+      {
+        std::thread([] {
+          wfmm_option_set("segment_cache", 0);
+          void* p = wfmm_malloc(64);
+          wfmm_free(p);  // hinted
+          wfmm_collect(1);
+          wfmm_free(p);
+        }).join();
+      },
+      "wfmm: free: ");
   GTEST_FLAG_SET(death_test_style, "fast");
 }
 
