@@ -78,15 +78,16 @@ WFMM_INLINE void birth_tracking_on() {
 }
 
 // True if the block starting at address a of pg is retired and not reclaimed yet: freeing or
-// reallocating it now would hand it out again while readers may still hold it. Every retire
-// switches g_track on first, so a process that never retired pays one predictable branch.
+// reallocating it now would hand it out again while readers may still hold it. The page's
+// side array is null until a tracked block came from the page (g_track was on by then): a
+// page without one holds no retired block, and the test is one predictable branch on a
+// line the free path has read already.
 WFMM_INLINE bool page_block_retired(const Page* pg, uintptr_t a) {
-  if (WFMM_LIKELY(!g_track.load(std::memory_order_relaxed))) return false;
   std::atomic<uint64_t>* side = pg->xside_.load(std::memory_order_acquire);
+  if (WFMM_LIKELY(side == nullptr)) return false;
   // relaxed: the retire and this free are ordered by the program (a free racing with a retire
   // of the same block is the program's double free; retire's own CAS catches retire/retire).
-  return side != nullptr &&
-         side_retired(side[((a - pg->start_) * pg->magic_) >> 40].load(std::memory_order_relaxed));
+  return side_retired(side[((a - pg->start_) * pg->magic_) >> 40].load(std::memory_order_relaxed));
 }
 // The same for any block wfmm handed out (small to huge); false for other addresses.
 bool block_retired(const void* p);

@@ -151,12 +151,7 @@ WFMM_INLINE void free_local(Heap* h, Page* pg, Block* b, const char* who) {
   // HintedSegmentHeaderAndFreePage).
   if (WFMM_LIKELY(off < span && ((off * pg->magic_low_) >> 43) == 0)) {
     uintptr_t d = b->next.load(std::memory_order_relaxed) ^ pg->key_;
-    // The retired check reads the page's side array, null until a tracked block came from
-    // the page (then g_track is on): a page without one holds no retired block.
-    std::atomic<uint64_t>* side = pg->xside_.load(std::memory_order_acquire);
-    if (WFMM_LIKELY(d > kPendingLink && d - start >= span &&
-                    (side == nullptr ||
-                     !side_retired(side[(off * pg->magic_) >> 40].load(std::memory_order_relaxed))))) {
+    if (WFMM_LIKELY(d > kPendingLink && d - start >= span && !page_block_retired(pg, a))) {
       b->next.store(pg->encode(pg->local_free_), std::memory_order_relaxed);
       pg->local_free_ = b;
       stat_inc(h->stats_.free_class[pg->class_]);
@@ -178,29 +173,25 @@ WFMM_INLINE void heap_free(void* p, const char* who) {
   // A segment of this heap (seg_last_, else the seg_hint_ table): mapped, header valid, and
   // each of its pages is this heap's or free. A free page (and a small segment's header
   // page) has span 0, so free_local's block-start test sends such an address to
-  // free_local_checked, which reports it: no owner test needed here. (bad_input_test:
+  // free_local_checked, which reports it: no owner test needed then. (bad_input_test:
   // HintedSegmentHeaderAndFreePage.)
-  if (WFMM_LIKELY(h->seg_last_ == sa)) return free_local(h, s->page_of(a), static_cast<Block*>(p), who);
-  uintptr_t& hint = h->seg_hint_[(a >> kSegmentShift) % kSegmentHints];
-  if (hint == sa) {
-    h->seg_last_ = sa;
-    return free_local(h, s->page_of(a), static_cast<Block*>(p), who);
-  }
-  unsigned e = segment_map_entry(a);
-  if (WFMM_LIKELY(e - kMapSmall <= kMapMedium - kMapSmall)) {
-    // Small (64 KiB) or medium (512 KiB) pages. The page size comes from the segment's
-    // header, not from the entry: the header line is as hot, and the page's address then
-    // waits for one load instead of the map's two in a row.
-    Page* pg = s->page_of(a);
-    // relaxed: only this thread ever stores its own heap into xheap_, so equality is
-    // decided by this thread's own earlier store.
-    if (WFMM_LIKELY(pg->xheap_.load(std::memory_order_relaxed) == h)) {
+  if (WFMM_UNLIKELY(h->seg_last_ != sa)) {
+    uintptr_t& hint = h->seg_hint_[(a >> kSegmentShift) % kSegmentHints];
+    if (hint != sa) {
+      // Small (64 KiB) or medium (512 KiB) pages only. The page size comes from the
+      // segment's header, not from the entry: the header line is as hot, and the page's
+      // address then waits for one load instead of the map's two in a row.
+      unsigned e = segment_map_entry(a);
+      // relaxed (xheap_): only this thread ever stores its own heap into xheap_, so
+      // equality is decided by this thread's own earlier store.
+      if (e - kMapSmall > kMapMedium - kMapSmall ||
+          s->page_of(a)->xheap_.load(std::memory_order_relaxed) != h)
+        return free_not_local(p, who);
       hint = sa;  // the page is this heap's, so is its segment (see seg_hint_)
-      h->seg_last_ = sa;
-      return free_local(h, pg, static_cast<Block*>(p), who);
     }
+    h->seg_last_ = sa;
   }
-  free_not_local(p, who);
+  free_local(h, s->page_of(a), static_cast<Block*>(p), who);
 }
 
 }  // namespace wfmm

@@ -245,7 +245,6 @@ void init_header(Segment* s, SegmentKind kind, size_t size, bool fresh) {
       units = (((uint64_t(1) << kPer) - 1) << (i * kPer)) & ~uint64_t(1);
     }
     s->pages_[i].zero_ = units != 0 && (zero & units) == units;
-    s->pages_[i].touched_ = 0;  // (unknown: nothing is claimed resident)
   }
 }
 
