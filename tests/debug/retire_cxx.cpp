@@ -73,12 +73,17 @@ int main(int argc, char** argv) {
     // was written after its publication, with no synchronisation in between.
     std::atomic<bool> done{false};
     std::atomic<bool> reading{false};
+    // The reader has read a node (relaxed both sides: no happens-before for TSan).
+    std::atomic<bool> read_node{false};
     std::thread reader([&] {
       long reads = 0, seen = 0;
       // Bound: until the pusher is done (at least 2000 reads).
       while (!done.load() || reads < 2000) {
         wfmm::region r;
-        if (node* n = wfmm::protect(g_top, 0)) seen += n->payload[2];
+        if (node* n = wfmm::protect(g_top, 0)) {
+          seen += n->payload[2];
+          read_node.store(true, std::memory_order_relaxed);
+        }
         if (++reads == 1) reading.store(true);
       }
       g_sink.store(seen);  // keeps the reads
@@ -87,7 +92,14 @@ int main(int argc, char** argv) {
     // push saw every write ordered before its reads (through `done`), and TSan, rightly,
     // reported nothing (1 run in 30 under ctest -j2).
     while (!reading.load()) std::this_thread::yield();
-    for (long i = 0; i < per; ++i) push(new node(i));
+    // And the first push waits until the reader has read a node (the first, or a later one):
+    // a reader preempted through every push read only after `done` (1 run in ~30 alone).
+    // Bound: the reader's next read (it loops until `done`).
+    for (long i = 0; i < per; ++i) {
+      push(new node(i));
+      if (i == 0)
+        while (!read_node.load(std::memory_order_relaxed)) std::this_thread::yield();
+    }
     done.store(true);
     reader.join();
     while (node* n = pop()) wfmm::retire(n);
