@@ -19,6 +19,10 @@ namespace {
 pthread_key_t g_key;
 std::atomic<int> g_init_state{0};  // 0 not started, 1 running, 2 done
 HandoffStack<Heap> g_heap_pool;
+std::atomic<int> g_parked{0};  // pooled heaps that still hold segments (heap_park)
+
+void heap_abandon(Heap* h);
+unsigned strip_parked(bool force);
 std::atomic<Heap*> g_all_heaps{nullptr};
 std::atomic<uint64_t> g_heap_ids{0};
 
@@ -98,9 +102,15 @@ void adopt(Heap* h, Segment* s) {
 // continuously held 170-280 MB for 0.3 MB of live blocks.
 bool try_adopt(Heap* h, unsigned cls, unsigned k) {
   bool any = false;
-  // Bound: kAdoptLimit segments, each adopted in 64 page steps.
+  bool stripped = false;
+  // Bound: kAdoptLimit segments, each adopted in 64 page steps, and one strip_parked.
   for (unsigned i = 0; i < kAdoptLimit; ++i) {
     Segment* s = segment_take_abandoned(unsigned(h->id_) + i);
+    if (s == nullptr && !stripped && g_parked.load(std::memory_order_relaxed) > 0) {
+      // Nothing abandoned: segments of heaps parked longer than the purge delay are.
+      stripped = true;
+      if (strip_parked(false)) s = segment_take_abandoned(unsigned(h->id_) + i);
+    }
     if (s == nullptr) break;
     adopt(h, s);
     any = true;
@@ -115,18 +125,57 @@ bool try_adopt(Heap* h, unsigned cls, unsigned k) {
 
 namespace {
 
+// Pre: the pool's flag is held. Abandons the segments of parked heaps in the pool (heap_park)
+// parked for longer than the purge delay, at most `limit` of them, or every one if force.
+// Their segments go to the abandoned lists for any thread to adopt: a heap nobody takes
+// again does not keep memory from the threads that need it. Bound: kStripScan heaps looked
+// at (all if force), each abandoned in segments x 64 page steps.
+unsigned strip_owned(bool force, unsigned limit) {
+  uint64_t now = os::now_ms();
+  uint64_t delay = uint64_t(option(Opt::kPurgeDelayMs));
+  unsigned done = 0, seen = 0;
+  for (Heap* x = g_heap_pool.owned(); x != nullptr && done < limit && (force || seen < kStripScan);
+       x = x->handoff_link, ++seen) {
+    if (x->parked_ms_ == 0 || (!force && now - x->parked_ms_ < delay)) continue;
+    heap_abandon(x);
+    x->parked_ms_ = 0;
+    g_parked.fetch_sub(1, std::memory_order_relaxed);
+    ++done;
+  }
+  return done;
+}
+
+// Strips parked heaps without a thread to take them: one parked longer than the purge delay
+// (a thread that needs a page and finds nothing abandoned), or all (a forced collect).
+// Not patient for one: a busy flag means another thread is in the pool, taking a heap
+// (which strips one too) or stripping. Bound: one drain, strip_owned's.
+unsigned strip_parked(bool force) {
+  if (!(force ? g_heap_pool.try_begin_patient(kCacheTries) : g_heap_pool.try_begin())) return 0;
+  g_heap_pool.drain(force ? ~0u : kDrainBudget);
+  unsigned n = strip_owned(force, force ? ~0u : 1);
+  g_heap_pool.end();
+  return n;
+}
+
 Heap* heap_new() {
   Heap* h = nullptr;
-  if (g_heap_pool.try_begin()) {
+  // Patient: a miss makes a new heap, and the parked heap it would have taken keeps its
+  // segments until it is stripped (thread-churn: 4 threads starting together made new heaps
+  // whenever the flag was busy, and peak RSS grew 4-6x).
+  if (g_heap_pool.try_begin_patient(kCacheTries)) {
     g_heap_pool.drain(kDrainBudget);
-    h = g_heap_pool.owned();
-    if (h != nullptr) {
-      g_heap_pool.owned() = h->handoff_link;
-      --g_heap_pool.owned_count();
-    }
+    h = g_heap_pool.take_front();
+    if (g_parked.load(std::memory_order_relaxed) > (h != nullptr && h->parked_ms_ != 0))
+      strip_owned(false, 1);
     g_heap_pool.end();
   }
-  if (h != nullptr) return h;
+  if (h != nullptr) {
+    if (h->parked_ms_ != 0) {
+      h->parked_ms_ = 0;
+      g_parked.fetch_sub(1, std::memory_order_relaxed);
+    }
+    return h;
+  }
   size_t size = (sizeof(Heap) + os::kPageSize - 1) & ~(os::kPageSize - 1);
   void* mem = os::map_aligned(size, os::kPageSize);
   if (mem == nullptr) return nullptr;
@@ -211,10 +260,46 @@ void heap_abandon(Heap* h) {
   for (unsigned k = 0; k < 2; ++k) h->free_dirty_[k] = h->free_clean_[k] = PageList{};
 }
 
+// Thread exit, when the purge delay is not 0: the heap keeps the segments that still hold
+// blocks (their pages keep this heap as owner, so frees into them are remote frees, as into
+// an abandoned segment) and goes to the pool whole; the next thread to start takes it with
+// its pages warm: its free lists carved and faulted in, the blocks other threads freed
+// collected where they were, and frees of blocks the last thread left (larson's arrays,
+// thread-churn's leftovers) local again. Empty pages are freed and empty segments released
+// as at abandonment. A heap left in the pool longer than the purge delay has its segments
+// abandoned (strip_owned) by the next thread that starts or that needs a page and finds
+// nothing abandoned, and by a forced collect. Bound: segments owned x 64 pages.
+void heap_park(Heap* h) {
+  if (h->large_stash_ != nullptr) {
+    segment_release(h->large_stash_);
+    h->large_stash_ = nullptr;
+  }
+  for (Segment* s = h->segments_; s != nullptr;) {
+    Segment* next = s->next_;
+    for (unsigned i = s->first_page_; i < s->page_count_; ++i) {
+      Page* pg = &s->pages_[i];
+      if (pg->block_size_ != 0) {
+        page_collect(pg);
+        if (pg->used_ == 0) page_free(h, pg, false);
+      }
+    }
+    segment_retire_if_empty(h, s);
+    s = next;
+  }
+  if (h->segments_ != nullptr) {
+    uint64_t now = os::now_ms();
+    h->parked_ms_ = now != 0 ? now : 1;
+    g_parked.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
 void thread_done(void* arg) {
   Heap* h = static_cast<Heap*>(arg);
   if (h == nullptr || h == &g_empty_heap) return;
-  heap_abandon(h);
+  if (option(Opt::kPurgeDelayMs) != 0)
+    heap_park(h);
+  else
+    heap_abandon(h);
   if (t_heap == h) t_heap = &g_empty_heap;
   h->xlive_.store(false, std::memory_order_relaxed);
   g_heap_pool.push(h);  // (H1): the abandonment above happens-before the next owner
@@ -272,6 +357,9 @@ Heap* heap_registry_first() { return g_all_heaps.load(std::memory_order_acquire)
 bool collect(bool force) {
   Heap* h = t_heap;
   bool released = false;
+  // Parked heaps' segments first (heap_park): the adoption below may take them.
+  if (force && g_parked.load(std::memory_order_relaxed) > 0 && strip_parked(true) != 0)
+    released = true;
   if (force && h != &g_empty_heap) {
     // An abandoned segment whose blocks were all freed since is given back only by an
     // adopter, and adopters take one at a time, only when they need a page: a forced collect

@@ -16,7 +16,7 @@ const OptionDesc kOptionDesc[unsigned(Opt::kCount)] = {
     {"show_stats", 0, 0, 2, "print statistics to stderr at exit: 1 or 'text', 2 or 'json'"},
     {"on_error", 0, 0, 1,
      "bad free/realloc: 0 or 'abort' aborts, 1 or 'continue' reports and goes on"},
-    {"purge_delay_ms", 50, 0, 3600000, "ms an empty page stays committed before it is purged"},
+    {"purge_delay_ms", 50, 0, 3600000, "ms an empty page stays committed before it is purged, and an exited thread's heap keeps its segments for the next thread"},
     {"segment_cache", 16, 0, 1024,
      "empty segments kept for reuse: this many 4 MiB segments' worth of resident memory"},
     {"era_freq", 110, 1, 1000000, "tracked allocations of a thread between era ticks"},

@@ -241,6 +241,9 @@ struct Heap {
   // no trip through the shared cache (whose try-flag can be held by a preempted thread).
   Segment* large_stash_ = nullptr;
   uint64_t large_stash_ms_ = 0;
+  // In the heap pool with its segments still linked (heap_park): since when. 0: not parked
+  // (in use, or in the pool with no segments).
+  uint64_t parked_ms_ = 0;
   std::atomic<Heap*> handoff_next{nullptr};  // heap pool
   Heap* handoff_link = nullptr;
   std::atomic<Heap*> xall_next_{nullptr};  // registry of every heap ever made

@@ -2,10 +2,14 @@
 // reuse, thread exit and adoption, the heap's lists agree with its counters.
 #include <gtest/gtest.h>
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <thread>
 #include <vector>
 
@@ -81,7 +85,9 @@ TEST(Page, RemoteFreesAreCollectedByTheOwner) {
 
 TEST(Page, AbandonedSegmentsAreAdoptedAndStayConsistent) {
   // A thread allocates and exits with live blocks; this thread frees some of them (remote,
-  // into an abandoned segment) and then allocates enough to adopt the segment.
+  // into an abandoned segment) and then allocates enough to adopt the segment. With a purge
+  // delay of 0 the exiting thread's heap abandons its segments at once (not heap_park).
+  ASSERT_EQ(wfmm_option_set("purge_delay_ms", 0), 0);
   std::vector<void*> left;
   std::thread([&] {
     for (int i = 0; i < 30000; ++i) {
@@ -104,6 +110,115 @@ TEST(Page, AbandonedSegmentsAreAdoptedAndStayConsistent) {
   }
   for (void* p : mine) wfmm_free(p);
   EXPECT_HEAP_VALID();
+  wfmm_option_set("purge_delay_ms", 50);
+}
+
+// Thread exit with a purge delay parks the heap with its segments (heap_park); the next
+// thread to start may take it whole. Whichever heap it takes: the blocks the first thread
+// left are intact, the ones freed meanwhile by another thread (remote frees into a parked
+// heap's pages) come back, and no block is handed out while it is still live.
+TEST(Page, ParkedHeapIsTakenWithItsBlocksIntact) {
+  ASSERT_EQ(wfmm_option_set("purge_delay_ms", 3600000), 0);  // nothing is stripped meanwhile
+  for (int round = 0; round < 8; ++round) {
+    std::vector<void*> left;
+    std::thread([&] {
+      for (int i = 0; i < 20000; ++i) {
+        void* p = wfmm_malloc(16 + (i % 9) * 24);
+        fill(p, 16, uint64_t(i) + uint64_t(round) * 100000);
+        left.push_back(p);
+      }
+    }).join();
+    for (size_t i = 0; i < left.size(); i += 3) {  // remote frees into the parked pages
+      ASSERT_TRUE(check(left[i], 16, i + uint64_t(round) * 100000));
+      wfmm_free(left[i]);
+      left[i] = nullptr;
+    }
+    std::thread([&] {
+      std::vector<void*> mine;
+      for (int i = 0; i < 20000; ++i) mine.push_back(wfmm_malloc(16 + (i % 9) * 24));
+      EXPECT_HEAP_VALID();
+      std::sort(mine.begin(), mine.end());
+      for (size_t i = 0; i < left.size(); ++i) {
+        if (left[i] == nullptr) continue;
+        ASSERT_FALSE(std::binary_search(mine.begin(), mine.end(), left[i]))
+            << "live block " << left[i] << " handed out again";
+        ASSERT_TRUE(check(left[i], 16, i + uint64_t(round) * 100000)) << i;
+        wfmm_free(left[i]);  // local when this thread took the parked heap
+      }
+      for (void* p : mine) wfmm_free(p);
+      EXPECT_HEAP_VALID();
+    }).join();
+  }
+  wfmm_option_set("purge_delay_ms", 50);
+}
+
+// A parked heap older than the purge delay is stripped by a thread that needs a page and
+// finds nothing abandoned (try_adopt): its emptied pages serve that thread instead of fresh
+// memory. In a fresh process (threadsafe death-test style), whose main thread has no free
+// pages of its own from earlier tests to take first.
+TEST(Page, ParkedHeapsPastTheDelayAreAdoptedByAThreadThatNeedsPages) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        wfmm_option_set("purge_delay_ms", 20);
+        void* mine_first = wfmm_malloc(16);  // this thread's own heap, before the other's
+        std::vector<void*> left;
+        std::thread([&] {
+          for (int i = 0; i < 40000; ++i) {
+            void* p = wfmm_malloc(256);
+            memset(p, 0x3c, 256);
+            left.push_back(p);
+          }
+        }).join();
+        for (void* p : left) wfmm_free(p);  // remote: the parked heap's pages empty
+        std::this_thread::sleep_for(std::chrono::milliseconds(60));
+        wfmm_stats before;
+        wfmm_stats_get(&before);
+        std::vector<void*> mine;
+        for (int i = 0; i < 40000; ++i) {
+          void* p = wfmm_malloc(256);
+          memset(p, 0x4d, 256);
+          mine.push_back(p);
+        }
+        wfmm_stats after;
+        wfmm_stats_get(&after);
+        // Fresh segments would add ~10 MiB; the adopted ones are resident already.
+        bool reused = after.bytes_mapped < before.bytes_mapped + (2u << 20);
+        for (void* p : mine) wfmm_free(p);
+        wfmm_free(mine_first);
+        fprintf(stderr, "mapped before %llu after %llu\n", (unsigned long long)before.bytes_mapped,
+                (unsigned long long)after.bytes_mapped);
+        exit(reused ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+  GTEST_FLAG_SET(death_test_style, "fast");
+}
+
+// A parked heap that no thread takes does not keep its memory: a forced collect strips it
+// (its segments are abandoned, then adopted and, once empty, released).
+TEST(Page, ParkedHeapsAreStrippedByAForcedCollect) {
+  ASSERT_EQ(wfmm_option_set("purge_delay_ms", 3600000), 0);
+  wfmm_collect(1);
+  wfmm_stats before;
+  wfmm_stats_get(&before);
+  std::vector<void*> left;
+  std::thread([&] {
+    for (int i = 0; i < 40000; ++i) {  // ~10 MiB over many pages
+      void* p = wfmm_malloc(256);
+      memset(p, 0x3c, 256);
+      left.push_back(p);
+    }
+  }).join();  // parked: its segments stay with its heap in the pool
+  for (void* p : left) wfmm_free(p);  // remote frees: the pages empty, nobody collects them
+  wfmm_stats parked;
+  wfmm_stats_get(&parked);
+  EXPECT_GT(parked.bytes_committed, before.bytes_committed + (8u << 20));
+  wfmm_collect(1);
+  wfmm_stats after;
+  wfmm_stats_get(&after);
+  EXPECT_LT(after.bytes_committed, before.bytes_committed + (1u << 20))
+      << "a parked heap's emptied segments were not given back";
+  wfmm_option_set("purge_delay_ms", 50);
 }
 
 TEST(Page, EmptyPagesArePurgedOnlyAfterTheDelay) {
