@@ -81,7 +81,5 @@ WFMM_INLINE void cpu_pause() {
 }
 // Entries a handoff stack moves out of its inbox per drain.
 inline constexpr unsigned kDrainBudget = 64;
-// Pooled heaps looked at per strip of parked heaps (heap_park's time limit).
-inline constexpr unsigned kStripScan = 8;
 
 }  // namespace wfmm

@@ -2,6 +2,7 @@
 // abandoned segments by live threads, process init and fork hooks, and the periodic and forced
 // purges (housekeeping, collect). Shares the page queues of heap.cpp through heap_internal.h.
 #include <pthread.h>
+#include <sched.h>
 
 #include <new>
 
@@ -18,11 +19,13 @@ namespace {
 
 pthread_key_t g_key;
 std::atomic<int> g_init_state{0};  // 0 not started, 1 running, 2 done
-HandoffStack<Heap> g_heap_pool;
-std::atomic<int> g_parked{0};  // pooled heaps that still hold segments (heap_park)
+HandoffStack<Heap> g_heap_pool;  // heaps of exited threads that own no segment
+// Heaps of exited threads that kept their segments (heap_park), roughly oldest first: the
+// front is the one to take, and the one to strip once the purge delay has passed.
+HandoffStack<Heap, true> g_parked_pool;
 
 void heap_abandon(Heap* h);
-unsigned strip_parked(bool force);
+bool strip_parked(bool force);
 std::atomic<Heap*> g_all_heaps{nullptr};
 std::atomic<uint64_t> g_heap_ids{0};
 
@@ -106,7 +109,7 @@ bool try_adopt(Heap* h, unsigned cls, unsigned k) {
   // Bound: kAdoptLimit segments, each adopted in 64 page steps, and one strip_parked.
   for (unsigned i = 0; i < kAdoptLimit; ++i) {
     Segment* s = segment_take_abandoned(unsigned(h->id_) + i);
-    if (s == nullptr && !stripped && g_parked.load(std::memory_order_relaxed) > 0) {
+    if (s == nullptr && !stripped && g_parked_pool.has_work()) {
       // Nothing abandoned: segments of heaps parked longer than the purge delay are.
       stripped = true;
       if (strip_parked(false)) s = segment_take_abandoned(unsigned(h->id_) + i);
@@ -125,55 +128,56 @@ bool try_adopt(Heap* h, unsigned cls, unsigned k) {
 
 namespace {
 
-// Pre: the pool's flag is held. Abandons the segments of parked heaps in the pool (heap_park)
-// parked for longer than the purge delay, at most `limit` of them, or every one if force.
-// Their segments go to the abandoned lists for any thread to adopt: a heap nobody takes
-// again does not keep memory from the threads that need it. Bound: kStripScan heaps looked
-// at (all if force), each abandoned in segments x 64 page steps.
-unsigned strip_owned(bool force, unsigned limit) {
+// Abandons the segments of parked heaps nobody took (heap_park), so a heap no thread takes
+// again does not keep memory from the threads that run: the oldest, if it has been parked
+// longer than the purge delay (a thread that needs a page and finds nothing abandoned), or
+// every one (a forced collect). Their segments go to the abandoned lists, the heaps to the
+// pool of empty ones. Not patient unless forced: a busy flag means another thread is taking
+// a parked heap or stripping one. Bound: one drain (kDrainBudget) and one heap abandoned
+// (its segments x 64 pages); forced (not a malloc/free path): every parked heap.
+bool strip_parked(bool force) {
+  if (force) {
+    // Bound: the holder's remaining steps (a drain and at most one strip; it runs, we yield).
+    while (!g_parked_pool.try_begin()) sched_yield();
+  } else if (!g_parked_pool.try_begin()) {
+    return false;
+  }
+  g_parked_pool.drain(force ? ~0u : kDrainBudget);
   uint64_t now = os::now_ms();
   uint64_t delay = uint64_t(option(Opt::kPurgeDelayMs));
-  unsigned done = 0, seen = 0;
-  for (Heap* x = g_heap_pool.owned(); x != nullptr && done < limit && (force || seen < kStripScan);
-       x = x->handoff_link, ++seen) {
-    if (x->parked_ms_ == 0 || (!force && now - x->parked_ms_ < delay)) continue;
+  bool any = false;
+  // Bound: one heap unless forced; forced, the parked heaps drained.
+  while (Heap* x = g_parked_pool.owned()) {
+    if (!force && now - x->parked_ms_ < delay) break;
+    g_parked_pool.take_front();
     heap_abandon(x);
     x->parked_ms_ = 0;
-    g_parked.fetch_sub(1, std::memory_order_relaxed);
-    ++done;
+    g_heap_pool.push(x);
+    any = true;
+    if (!force) break;
   }
-  return done;
-}
-
-// Strips parked heaps without a thread to take them: one parked longer than the purge delay
-// (a thread that needs a page and finds nothing abandoned), or all (a forced collect).
-// Not patient for one: a busy flag means another thread is in the pool, taking a heap
-// (which strips one too) or stripping. Bound: one drain, strip_owned's.
-unsigned strip_parked(bool force) {
-  if (!(force ? g_heap_pool.try_begin_patient(kCacheTries) : g_heap_pool.try_begin())) return 0;
-  g_heap_pool.drain(force ? ~0u : kDrainBudget);
-  unsigned n = strip_owned(force, force ? ~0u : 1);
-  g_heap_pool.end();
-  return n;
+  g_parked_pool.end();
+  return any;
 }
 
 Heap* heap_new() {
   Heap* h = nullptr;
-  // Patient: a miss makes a new heap, and the parked heap it would have taken keeps its
-  // segments until it is stripped (thread-churn: 4 threads starting together made new heaps
-  // whenever the flag was busy, and peak RSS grew 4-6x).
-  if (g_heap_pool.try_begin_patient(kCacheTries)) {
+  // A parked heap first: its pages are warm. Patient: a miss takes an empty heap or makes
+  // one, and the parked heap it would have taken keeps its segments until it is stripped
+  // (thread-churn: 4 threads starting together missed whenever the flag was busy, and peak
+  // RSS grew 4-6x). Bound: kCacheTries tries and one drain per pool.
+  if (g_parked_pool.has_work() && g_parked_pool.try_begin_patient(kCacheTries)) {
+    g_parked_pool.drain(kDrainBudget);
+    h = g_parked_pool.take_front();
+    g_parked_pool.end();
+  }
+  if (h == nullptr && g_heap_pool.try_begin_patient(kCacheTries)) {
     g_heap_pool.drain(kDrainBudget);
     h = g_heap_pool.take_front();
-    if (g_parked.load(std::memory_order_relaxed) > (h != nullptr && h->parked_ms_ != 0))
-      strip_owned(false, 1);
     g_heap_pool.end();
   }
   if (h != nullptr) {
-    if (h->parked_ms_ != 0) {
-      h->parked_ms_ = 0;
-      g_parked.fetch_sub(1, std::memory_order_relaxed);
-    }
+    h->parked_ms_ = 0;
     return h;
   }
   size_t size = (sizeof(Heap) + os::kPageSize - 1) & ~(os::kPageSize - 1);
@@ -266,9 +270,9 @@ void heap_abandon(Heap* h) {
 // its pages warm: its free lists carved and faulted in, the blocks other threads freed
 // collected where they were, and frees of blocks the last thread left (larson's arrays,
 // thread-churn's leftovers) local again. Empty pages are freed and empty segments released
-// as at abandonment. A heap left in the pool longer than the purge delay has its segments
-// abandoned (strip_owned) by the next thread that starts or that needs a page and finds
-// nothing abandoned, and by a forced collect. Bound: segments owned x 64 pages.
+// as at abandonment. A heap left parked longer than the purge delay has its segments
+// abandoned (strip_parked) by a thread that needs a page and finds nothing abandoned, and
+// by a forced collect. Bound: segments owned x 64 pages.
 void heap_park(Heap* h) {
   if (h->large_stash_ != nullptr) {
     segment_release(h->large_stash_);
@@ -289,7 +293,6 @@ void heap_park(Heap* h) {
   if (h->segments_ != nullptr) {
     uint64_t now = os::now_ms();
     h->parked_ms_ = now != 0 ? now : 1;
-    g_parked.fetch_add(1, std::memory_order_relaxed);
   }
 }
 
@@ -302,16 +305,22 @@ void thread_done(void* arg) {
     heap_abandon(h);
   if (t_heap == h) t_heap = &g_empty_heap;
   h->xlive_.store(false, std::memory_order_relaxed);
-  g_heap_pool.push(h);  // (H1): the abandonment above happens-before the next owner
+  // (H1): the parking or abandonment above happens-before the next owner (or stripper).
+  if (h->parked_ms_ != 0)
+    g_parked_pool.push(h);
+  else
+    g_heap_pool.push(h);
 }
 
 void fork_prepare() {
   if (auto hook = g_fork_prepare_hook.load(std::memory_order_acquire)) hook();
   segment_fork_prepare();
   g_heap_pool.acquire_for_fork();
+  g_parked_pool.acquire_for_fork();
 }
 
 void fork_parent() {
+  g_parked_pool.end();
   g_heap_pool.end();
   segment_fork_release();
   if (auto hook = g_fork_parent_hook.load(std::memory_order_acquire)) hook();
@@ -336,6 +345,7 @@ void process_init() {
 }
 
 void fork_child_reset() {
+  g_parked_pool.end();
   g_heap_pool.end();
   segment_fork_release();
   // Only the forking thread lives on: the other heaps' threads are gone. Their segments stay
@@ -358,8 +368,7 @@ bool collect(bool force) {
   Heap* h = t_heap;
   bool released = false;
   // Parked heaps' segments first (heap_park): the adoption below may take them.
-  if (force && g_parked.load(std::memory_order_relaxed) > 0 && strip_parked(true) != 0)
-    released = true;
+  if (force && strip_parked(true)) released = true;
   if (force && h != &g_empty_heap) {
     // An abandoned segment whose blocks were all freed since is given back only by an
     // adopter, and adopters take one at a time, only when they need a page: a forced collect

@@ -117,16 +117,29 @@ TEST(Page, AbandonedSegmentsAreAdoptedAndStayConsistent) {
 // thread to start may take it whole. Whichever heap it takes: the blocks the first thread
 // left are intact, the ones freed meanwhile by another thread (remote frees into a parked
 // heap's pages) come back, and no block is handed out while it is still live.
+namespace {
+// Restores an option when the test ends, also when an ASSERT returns early.
+struct OptionRestore {
+  const char* name;
+  long value;
+  ~OptionRestore() { wfmm_option_set(name, value); }
+};
+}  // namespace
+
 TEST(Page, ParkedHeapIsTakenWithItsBlocksIntact) {
+  OptionRestore restore{"purge_delay_ms", 50};
   ASSERT_EQ(wfmm_option_set("purge_delay_ms", 3600000), 0);  // nothing is stripped meanwhile
   for (int round = 0; round < 8; ++round) {
+    wfmm_collect(1);  // strips the heaps earlier tests parked: the next one parked is ours
     std::vector<void*> left;
+    wfmm::Heap* parked = nullptr;
     std::thread([&] {
       for (int i = 0; i < 20000; ++i) {
         void* p = wfmm_malloc(16 + (i % 9) * 24);
         fill(p, 16, uint64_t(i) + uint64_t(round) * 100000);
         left.push_back(p);
       }
+      parked = wfmm::t_heap;
     }).join();
     for (size_t i = 0; i < left.size(); i += 3) {  // remote frees into the parked pages
       ASSERT_TRUE(check(left[i], 16, i + uint64_t(round) * 100000));
@@ -136,6 +149,7 @@ TEST(Page, ParkedHeapIsTakenWithItsBlocksIntact) {
     std::thread([&] {
       std::vector<void*> mine;
       for (int i = 0; i < 20000; ++i) mine.push_back(wfmm_malloc(16 + (i % 9) * 24));
+      EXPECT_EQ(wfmm::t_heap, parked) << "the new thread did not take the parked heap";
       EXPECT_HEAP_VALID();
       std::sort(mine.begin(), mine.end());
       for (size_t i = 0; i < left.size(); ++i) {
@@ -149,7 +163,52 @@ TEST(Page, ParkedHeapIsTakenWithItsBlocksIntact) {
       EXPECT_HEAP_VALID();
     }).join();
   }
-  wfmm_option_set("purge_delay_ms", 50);
+}
+
+// Many parked heaps at once (20 threads exit together): every one past the delay is
+// stripped in turn by a thread that needs pages, not only the first few in the pool. The
+// main thread then allocates about what the exited threads held: it reuses their memory
+// (20 x 4 MiB segments), it does not map a second copy (8 stripped heaps would leave it
+// 48 MiB short). Fresh process, as above.
+TEST(Page, ParkedHeapsBeyondTheFirstEightAreStrippedToo) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        wfmm_option_set("purge_delay_ms", 20);
+        void* mine_first = wfmm_malloc(16);  // this thread's own heap
+        std::vector<std::vector<void*>> left(20);
+        std::vector<std::thread> ts;
+        for (int t = 0; t < 20; ++t)
+          ts.emplace_back([&left, t] {
+            for (int i = 0; i < 15000; ++i) {  // 3.7 MiB each: one segment nearly full
+              void* p = wfmm_malloc(256);
+              memset(p, 0x3c, 256);
+              left[size_t(t)].push_back(p);
+            }
+          });
+        for (auto& th : ts) th.join();
+        for (auto& v : left)
+          for (void* p : v) wfmm_free(p);  // remote: the parked heaps' pages empty
+        std::this_thread::sleep_for(std::chrono::milliseconds(60));
+        wfmm_stats before;
+        wfmm_stats_get(&before);
+        std::vector<void*> mine;
+        for (int i = 0; i < 20 * 15000; ++i) {
+          void* p = wfmm_malloc(256);
+          memset(p, 0x4d, 256);
+          mine.push_back(p);
+        }
+        wfmm_stats after;
+        wfmm_stats_get(&after);
+        bool reused = after.bytes_mapped < before.bytes_mapped + (8u << 20);
+        fprintf(stderr, "mapped before %llu after %llu\n", (unsigned long long)before.bytes_mapped,
+                (unsigned long long)after.bytes_mapped);
+        for (void* p : mine) wfmm_free(p);
+        wfmm_free(mine_first);
+        exit(reused ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+  GTEST_FLAG_SET(death_test_style, "fast");
 }
 
 // A parked heap older than the purge delay is stripped by a thread that needs a page and
