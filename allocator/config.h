@@ -66,9 +66,11 @@ inline constexpr unsigned kAdoptLimit = 4;
 inline constexpr unsigned kCollectAdopt = 1024;
 // How many expired empty pages one slow-path call purges.
 inline constexpr unsigned kPurgeLimit = 4;
-// WFMM_HUGE_PAGES=auto: small and medium segments mapped once this much is mapped get
-// transparent huge pages (segment.cpp, segment_alloc).
-inline constexpr int64_t kThpAfterBytes = int64_t(64) << 20;
+// WFMM_HUGE_PAGES=auto: small and medium segments mapped once this much has been in use at
+// once get transparent huge pages (segment.cpp, segment_alloc). 32 MiB: alloc-test (50 MiB
+// in use) keeps them; test-stress, mstress, larson, thread-churn (4-10 MiB in use over
+// 28-216 MiB mapped) do not.
+inline constexpr int64_t kThpAfterBytes = int64_t(32) << 20;
 // Tries at the segment cache's consumer flag before a segment allocation maps a fresh one.
 inline constexpr unsigned kCacheTries = 8;
 // One spin-wait hint between two bounded tries.

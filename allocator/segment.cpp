@@ -308,16 +308,18 @@ Segment* segment_alloc(SegmentKind kind, size_t size) {
     // Transparent huge pages (WFMM_HUGE_PAGES). A huge block (over 4 MiB) is one mapping of
     // its own, mostly written whole: 2 MiB pages fault it in 512 times less often
     // (malloc-large: 116k faults to a few hundred) and spare the TLB. Under 'auto' (the
-    // default) small and medium segments get them too once kThpAfterBytes are mapped: a
-    // program that uses that much memory fills its segments, and on a VM whose page faults
-    // are dear 4 KiB faults were a quarter of test-stress's and rptest's time. Purging a
-    // 64 KiB page splits its huge page (the rest stays resident). A small program keeps
-    // 4 KiB pages and its RSS; large segments (one block of 128 KiB..4 MiB) always do (with
-    // huge pages mstress-t2's peak RSS tripled).
+    // default) small and medium segments get them too once kThpAfterBytes have been in use
+    // at once: a program that uses that much memory fills its segments, and on a VM whose
+    // page faults are dear 4 KiB faults were a quarter of test-stress's and rptest's time.
+    // In use, not mapped: many threads with a small live set each (test-stress-t16: 9 MiB in
+    // use, 180 MiB mapped) map many segments and fill none, and 2 MiB faults made their
+    // peak RSS 1.3x. Purging a 64 KiB page splits its huge page (the rest stays resident).
+    // A small program keeps 4 KiB pages and its RSS; large segments (one block of
+    // 128 KiB..4 MiB) always do (with huge pages mstress-t2's peak RSS tripled).
     long thp = option(Opt::kHugePages);
     if ((thp >= 1 && kind == SegmentKind::kHuge) ||
         (thp == 2 && kind != SegmentKind::kLarge &&
-         g_bytes_mapped.load(std::memory_order_relaxed) >= kThpAfterBytes))
+         g_in_use_peak.load(std::memory_order_relaxed) >= kThpAfterBytes))
       os::advise_huge_pages(p, size);
     s = static_cast<Segment*>(p);
     fresh = true;

@@ -19,11 +19,13 @@ namespace wfmm {
 
 Heap* heap_registry_first();
 
+// The most bytes in use seen by a sample (segment_alloc's huge-page rule reads it too).
+std::atomic<int64_t> g_in_use_peak{0};
+
 namespace {
 
-// The most bytes in use seen by a sample, and the committed bytes at the last sample taken
-// on an allocation path (samples there are 1 MiB of committed growth apart).
-std::atomic<int64_t> g_in_use_peak{0};
+// The committed bytes at the last sample taken on an allocation path (samples there are
+// 1 MiB of committed growth apart).
 std::atomic<int64_t> g_in_use_sampled_at{0};
 constexpr int64_t kInUseSampleStep = int64_t(1) << 20;
 
