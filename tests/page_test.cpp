@@ -126,6 +126,17 @@ struct OptionRestore {
 };
 }  // namespace
 
+namespace {
+// n blocks of `size` bytes from wfmm_malloc, each written whole with `byte`, appended to out.
+void malloc_written(std::vector<void*>& out, int n, size_t size, int byte) {
+  for (int i = 0; i < n; ++i) {
+    void* p = wfmm_malloc(size);
+    memset(p, byte, size);
+    out.push_back(p);
+  }
+}
+}  // namespace
+
 TEST(Page, ParkedHeapIsTakenWithItsBlocksIntact) {
   OptionRestore restore{"purge_delay_ms", 50};
   ASSERT_EQ(wfmm_option_set("purge_delay_ms", 3600000), 0);  // nothing is stripped meanwhile
@@ -179,12 +190,8 @@ TEST(Page, ParkedHeapsBeyondTheFirstEightAreStrippedToo) {
         std::vector<std::vector<void*>> left(20);
         std::vector<std::thread> ts;
         for (int t = 0; t < 20; ++t)
-          ts.emplace_back([&left, t] {
-            for (int i = 0; i < 15000; ++i) {  // 3.7 MiB each: one segment nearly full
-              void* p = wfmm_malloc(256);
-              memset(p, 0x3c, 256);
-              left[size_t(t)].push_back(p);
-            }
+          ts.emplace_back([&left, t] {  // 3.7 MiB each: one segment nearly full
+            malloc_written(left[size_t(t)], 15000, 256, 0x3c);
           });
         for (auto& th : ts) th.join();
         for (auto& v : left)
@@ -193,11 +200,7 @@ TEST(Page, ParkedHeapsBeyondTheFirstEightAreStrippedToo) {
         wfmm_stats before;
         wfmm_stats_get(&before);
         std::vector<void*> mine;
-        for (int i = 0; i < 20 * 15000; ++i) {
-          void* p = wfmm_malloc(256);
-          memset(p, 0x4d, 256);
-          mine.push_back(p);
-        }
+        malloc_written(mine, 20 * 15000, 256, 0x4d);
         wfmm_stats after;
         wfmm_stats_get(&after);
         bool reused = after.bytes_mapped < before.bytes_mapped + (8u << 20);
@@ -222,23 +225,13 @@ TEST(Page, ParkedHeapsPastTheDelayAreAdoptedByAThreadThatNeedsPages) {
         wfmm_option_set("purge_delay_ms", 20);
         void* mine_first = wfmm_malloc(16);  // this thread's own heap, before the other's
         std::vector<void*> left;
-        std::thread([&] {
-          for (int i = 0; i < 40000; ++i) {
-            void* p = wfmm_malloc(256);
-            memset(p, 0x3c, 256);
-            left.push_back(p);
-          }
-        }).join();
+        std::thread([&] { malloc_written(left, 40000, 256, 0x3c); }).join();
         for (void* p : left) wfmm_free(p);  // remote: the parked heap's pages empty
         std::this_thread::sleep_for(std::chrono::milliseconds(60));
         wfmm_stats before;
         wfmm_stats_get(&before);
         std::vector<void*> mine;
-        for (int i = 0; i < 40000; ++i) {
-          void* p = wfmm_malloc(256);
-          memset(p, 0x4d, 256);
-          mine.push_back(p);
-        }
+        malloc_written(mine, 40000, 256, 0x4d);
         wfmm_stats after;
         wfmm_stats_get(&after);
         // Fresh segments would add ~10 MiB; the adopted ones are resident already.
@@ -261,13 +254,8 @@ TEST(Page, ParkedHeapsAreStrippedByAForcedCollect) {
   wfmm_stats before;
   wfmm_stats_get(&before);
   std::vector<void*> left;
-  std::thread([&] {
-    for (int i = 0; i < 40000; ++i) {  // ~10 MiB over many pages
-      void* p = wfmm_malloc(256);
-      memset(p, 0x3c, 256);
-      left.push_back(p);
-    }
-  }).join();  // parked: its segments stay with its heap in the pool
+  // ~10 MiB over many pages; parked at exit: its segments stay with its heap in the pool.
+  std::thread([&] { malloc_written(left, 40000, 256, 0x3c); }).join();
   for (void* p : left) wfmm_free(p);  // remote frees: the pages empty, nobody collects them
   wfmm_stats parked;
   wfmm_stats_get(&parked);
