@@ -83,5 +83,8 @@ WFMM_INLINE void cpu_pause() {
 }
 // Entries a handoff stack moves out of its inbox per drain.
 inline constexpr unsigned kDrainBudget = 64;
+// Exited threads' heaps kept whole for the next threads (heap_park) at most; beyond, a
+// thread's exit abandons its segments.
+inline constexpr unsigned kParkedMax = 16;
 
 }  // namespace wfmm
