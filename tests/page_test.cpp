@@ -246,6 +246,49 @@ TEST(Page, ParkedHeapsPastTheDelayAreAdoptedByAThreadThatNeedsPages) {
   GTEST_FLAG_SET(death_test_style, "fast");
 }
 
+// At most one parked heap per thread still running: of 12 threads that exit together (main
+// the only one left), about half park and the rest abandon at once, so a thread that needs
+// pages right after (long before the purge delay) adopts the abandoned segments instead of
+// mapping all of their size again. Without the bound all 12 parked heaps keep their
+// segments. Fresh process, as above.
+TEST(Page, ParkedHeapsAreBoundedByTheThreadsStillRunning) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        wfmm_option_set("purge_delay_ms", 3600000);  // no strip by time in this test
+        void* mine_first = wfmm_malloc(16);           // this thread's own heap
+        constexpr int kThreads = 12;
+        std::vector<std::vector<void*>> left(kThreads);
+        std::atomic<int> ready{0};
+        std::vector<std::thread> ts;
+        for (int t = 0; t < kThreads; ++t)
+          ts.emplace_back([&left, &ready, t] {
+            malloc_written(left[size_t(t)], 15000, 256, 0x3c);  // one segment nearly full
+            ready.fetch_add(1);
+            // Bound: the other threads' allocations (all exit together).
+            while (ready.load() < kThreads) std::this_thread::yield();
+          });
+        for (auto& th : ts) th.join();
+        for (auto& v : left)
+          for (void* p : v) wfmm_free(p);  // remote frees into parked or abandoned pages
+        wfmm_stats before;
+        wfmm_stats_get(&before);
+        std::vector<void*> mine;
+        malloc_written(mine, kThreads * 15000, 256, 0x4d);
+        wfmm_stats after;
+        wfmm_stats_get(&after);
+        // All parked: ~12 fresh segments (48 MiB). Bounded: at least 5 adopted.
+        bool bounded = after.bytes_mapped < before.bytes_mapped + (32u << 20);
+        fprintf(stderr, "mapped before %llu after %llu\n", (unsigned long long)before.bytes_mapped,
+                (unsigned long long)after.bytes_mapped);
+        for (void* p : mine) wfmm_free(p);
+        wfmm_free(mine_first);
+        exit(bounded ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+  GTEST_FLAG_SET(death_test_style, "fast");
+}
+
 // A parked heap that no thread takes does not keep its memory: a forced collect strips it
 // (its segments are abandoned, then adopted and, once empty, released).
 TEST(Page, ParkedHeapsAreStrippedByAForcedCollect) {
