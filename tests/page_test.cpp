@@ -137,9 +137,50 @@ void malloc_written(std::vector<void*>& out, int n, size_t size, int byte) {
 }
 }  // namespace
 
+namespace {
+// n threads each malloc `blocks` 256-byte blocks (written whole) into left[t] and exit with
+// them live; with `together`, none exits before all have allocated. Then this thread frees
+// them all: remote frees into the exited threads' parked or abandoned pages.
+void threads_leave_blocks(int n, int blocks, bool together) {
+  std::vector<std::vector<void*>> left(static_cast<size_t>(n));
+  std::atomic<int> ready{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < n; ++t)
+    ts.emplace_back([&, t] {
+      malloc_written(left[size_t(t)], blocks, 256, 0x3c);
+      ready.fetch_add(1);
+      // Bound: the other threads' allocations.
+      while (together && ready.load() < n) std::this_thread::yield();
+    });
+  for (auto& th : ts) th.join();
+  for (auto& v : left)
+    for (void* p : v) wfmm_free(p);
+}
+
+// The end of a death test's body: this thread mallocs `blocks` 256-byte blocks and exits 0
+// if that mapped less than `slack` new bytes (it reused what the exited threads left), 1
+// otherwise; the figures go to stderr for the failure message.
+[[noreturn]] void exit_unless_reused(int blocks, uint64_t slack, void* mine_first) {
+  wfmm_stats before;
+  wfmm_stats_get(&before);
+  std::vector<void*> mine;
+  malloc_written(mine, blocks, 256, 0x4d);
+  wfmm_stats after;
+  wfmm_stats_get(&after);
+  bool reused = after.bytes_mapped < before.bytes_mapped + slack;
+  fprintf(stderr, "mapped before %llu after %llu\n", (unsigned long long)before.bytes_mapped,
+          (unsigned long long)after.bytes_mapped);
+  for (void* p : mine) wfmm_free(p);
+  wfmm_free(mine_first);
+  exit(reused ? 0 : 1);
+}
+}  // namespace
+
 TEST(Page, ParkedHeapIsTakenWithItsBlocksIntact) {
   OptionRestore restore{"purge_delay_ms", 50};
   ASSERT_EQ(wfmm_option_set("purge_delay_ms", 3600000), 0);  // nothing is stripped meanwhile
+  // This thread's own heap: with one thread running, an exiting thread may park.
+  void* mine_first = wfmm_malloc(16);
   for (int round = 0; round < 8; ++round) {
     wfmm_collect(1);  // strips the heaps earlier tests parked: the next one parked is ours
     std::vector<void*> left;
@@ -152,6 +193,9 @@ TEST(Page, ParkedHeapIsTakenWithItsBlocksIntact) {
       }
       parked = wfmm::t_heap;
     }).join();
+    // Parked, not abandoned: the exited thread's heap still owns its segments (nobody runs
+    // on it now, so reading them here races with nothing).
+    ASSERT_NE(parked->segments_, nullptr) << "the exiting thread's heap was not parked";
     for (size_t i = 0; i < left.size(); i += 3) {  // remote frees into the parked pages
       ASSERT_TRUE(check(left[i], 16, i + uint64_t(round) * 100000));
       wfmm_free(left[i]);
@@ -174,6 +218,7 @@ TEST(Page, ParkedHeapIsTakenWithItsBlocksIntact) {
       EXPECT_HEAP_VALID();
     }).join();
   }
+  wfmm_free(mine_first);
 }
 
 // Many parked heaps at once (20 threads exit together): every one past the delay is
@@ -187,28 +232,9 @@ TEST(Page, ParkedHeapsBeyondTheFirstEightAreStrippedToo) {
       {
         wfmm_option_set("purge_delay_ms", 20);
         void* mine_first = wfmm_malloc(16);  // this thread's own heap
-        std::vector<std::vector<void*>> left(20);
-        std::vector<std::thread> ts;
-        for (int t = 0; t < 20; ++t)
-          ts.emplace_back([&left, t] {  // 3.7 MiB each: one segment nearly full
-            malloc_written(left[size_t(t)], 15000, 256, 0x3c);
-          });
-        for (auto& th : ts) th.join();
-        for (auto& v : left)
-          for (void* p : v) wfmm_free(p);  // remote: the parked heaps' pages empty
+        threads_leave_blocks(20, 15000, false);  // 3.7 MiB each: one segment nearly full
         std::this_thread::sleep_for(std::chrono::milliseconds(60));
-        wfmm_stats before;
-        wfmm_stats_get(&before);
-        std::vector<void*> mine;
-        malloc_written(mine, 20 * 15000, 256, 0x4d);
-        wfmm_stats after;
-        wfmm_stats_get(&after);
-        bool reused = after.bytes_mapped < before.bytes_mapped + (8u << 20);
-        fprintf(stderr, "mapped before %llu after %llu\n", (unsigned long long)before.bytes_mapped,
-                (unsigned long long)after.bytes_mapped);
-        for (void* p : mine) wfmm_free(p);
-        wfmm_free(mine_first);
-        exit(reused ? 0 : 1);
+        exit_unless_reused(20 * 15000, 8u << 20, mine_first);
       },
       ::testing::ExitedWithCode(0), "");
   GTEST_FLAG_SET(death_test_style, "fast");
@@ -224,23 +250,10 @@ TEST(Page, ParkedHeapsPastTheDelayAreAdoptedByAThreadThatNeedsPages) {
       {
         wfmm_option_set("purge_delay_ms", 20);
         void* mine_first = wfmm_malloc(16);  // this thread's own heap, before the other's
-        std::vector<void*> left;
-        std::thread([&] { malloc_written(left, 40000, 256, 0x3c); }).join();
-        for (void* p : left) wfmm_free(p);  // remote: the parked heap's pages empty
+        threads_leave_blocks(1, 40000, false);
         std::this_thread::sleep_for(std::chrono::milliseconds(60));
-        wfmm_stats before;
-        wfmm_stats_get(&before);
-        std::vector<void*> mine;
-        malloc_written(mine, 40000, 256, 0x4d);
-        wfmm_stats after;
-        wfmm_stats_get(&after);
         // Fresh segments would add ~10 MiB; the adopted ones are resident already.
-        bool reused = after.bytes_mapped < before.bytes_mapped + (2u << 20);
-        for (void* p : mine) wfmm_free(p);
-        wfmm_free(mine_first);
-        fprintf(stderr, "mapped before %llu after %llu\n", (unsigned long long)before.bytes_mapped,
-                (unsigned long long)after.bytes_mapped);
-        exit(reused ? 0 : 1);
+        exit_unless_reused(40000, 2u << 20, mine_first);
       },
       ::testing::ExitedWithCode(0), "");
   GTEST_FLAG_SET(death_test_style, "fast");
@@ -257,33 +270,9 @@ TEST(Page, ParkedHeapsAreBoundedByTheThreadsStillRunning) {
       {
         wfmm_option_set("purge_delay_ms", 3600000);  // no strip by time in this test
         void* mine_first = wfmm_malloc(16);           // this thread's own heap
-        constexpr int kThreads = 12;
-        std::vector<std::vector<void*>> left(kThreads);
-        std::atomic<int> ready{0};
-        std::vector<std::thread> ts;
-        for (int t = 0; t < kThreads; ++t)
-          ts.emplace_back([&left, &ready, t] {
-            malloc_written(left[size_t(t)], 15000, 256, 0x3c);  // one segment nearly full
-            ready.fetch_add(1);
-            // Bound: the other threads' allocations (all exit together).
-            while (ready.load() < kThreads) std::this_thread::yield();
-          });
-        for (auto& th : ts) th.join();
-        for (auto& v : left)
-          for (void* p : v) wfmm_free(p);  // remote frees into parked or abandoned pages
-        wfmm_stats before;
-        wfmm_stats_get(&before);
-        std::vector<void*> mine;
-        malloc_written(mine, kThreads * 15000, 256, 0x4d);
-        wfmm_stats after;
-        wfmm_stats_get(&after);
+        threads_leave_blocks(12, 15000, true);        // one segment nearly full each
         // All parked: ~12 fresh segments (48 MiB). Bounded: at least 5 adopted.
-        bool bounded = after.bytes_mapped < before.bytes_mapped + (32u << 20);
-        fprintf(stderr, "mapped before %llu after %llu\n", (unsigned long long)before.bytes_mapped,
-                (unsigned long long)after.bytes_mapped);
-        for (void* p : mine) wfmm_free(p);
-        wfmm_free(mine_first);
-        exit(bounded ? 0 : 1);
+        exit_unless_reused(12 * 15000, 32u << 20, mine_first);
       },
       ::testing::ExitedWithCode(0), "");
   GTEST_FLAG_SET(death_test_style, "fast");
@@ -293,6 +282,9 @@ TEST(Page, ParkedHeapsAreBoundedByTheThreadsStillRunning) {
 // (its segments are abandoned, then adopted and, once empty, released).
 TEST(Page, ParkedHeapsAreStrippedByAForcedCollect) {
   ASSERT_EQ(wfmm_option_set("purge_delay_ms", 3600000), 0);
+  // This thread's own heap: with it running, the exiting thread may park (one parked heap per
+  // running thread); run alone (--gtest_filter) the test otherwise saw an abandonment.
+  void* mine_first = wfmm_malloc(16);
   wfmm_collect(1);
   wfmm_stats before;
   wfmm_stats_get(&before);
@@ -308,6 +300,7 @@ TEST(Page, ParkedHeapsAreStrippedByAForcedCollect) {
   wfmm_stats_get(&after);
   EXPECT_LT(after.bytes_committed, before.bytes_committed + (1u << 20))
       << "a parked heap's emptied segments were not given back";
+  wfmm_free(mine_first);
   wfmm_option_set("purge_delay_ms", 50);
 }
 
