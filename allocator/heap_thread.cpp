@@ -29,15 +29,11 @@ HandoffStack<Heap, true> g_parked_pool;
 std::atomic<int> g_parked_count{0};
 // Threads with a heap now (thread_init .. thread_done; a fork child: the forking thread).
 std::atomic<int> g_live_heaps{0};
-
-void heap_abandon(Heap* h);
-bool strip_parked(bool force);
 std::atomic<Heap*> g_all_heaps{nullptr};
 std::atomic<uint64_t> g_heap_ids{0};
 
-}  // namespace
-
-namespace {
+void heap_abandon(Heap* h);
+bool strip_parked(bool force);
 
 // Collects every used page of s (its heap's, h) and frees those left with no live block;
 // keep_cur spares the pages the fast path pops from. Bound: 64 pages, each collected once.
