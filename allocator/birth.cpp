@@ -49,7 +49,8 @@ WFMM_NOINLINE std::atomic<uint64_t>* side_attach(Page* pg) {
   } else {
     auto* base = reinterpret_cast<std::atomic<uint64_t>*>(reinterpret_cast<uintptr_t>(s) +
                                                           kHeaderSideOffset);
-    // Medium pages hold at most 64 blocks (512 KiB / more than 8 KiB).
+    // Medium pages hold at most 64 blocks (512 KiB / more than kSmallMax: 28 at most).
+    static_assert((size_t(1) << kMediumPageShift) / kSmallMax <= 64);
     side = s->kind_ == SegmentKind::kMedium ? base + size_t(pg->index_) * 64 : base;
   }
   pg->xside_.store(side, std::memory_order_release);

@@ -31,7 +31,7 @@ const OptionDesc kOptionDesc[unsigned(Opt::kCount)] = {
      "wfmm is not the process's malloc: ASan, TSan, valgrind)"},
     {"huge_pages", 2, 0, 2,
      "transparent huge pages: 0 or 'off', 1 or 'huge' (huge blocks only), 2 or 'auto' (also "
-     "small and medium segments once 64 MiB are mapped)"},
+     "small and medium segments once 32 MiB have been in use at once)"},
 };
 
 std::atomic<long> g_option_value[unsigned(Opt::kCount)] = {

@@ -7,7 +7,8 @@ and peak RSS with their ratios to the first library, and the geometric means.
 
   python3 bench/ab_alloc.py [--rounds N] [--only NAMES] [--full] [--timeout S] LIB [LIB ...]
 
-LIB: a shared library to LD_PRELOAD, or "glibc" for none. NAMES: workloads or groups as in
+LIB: a shared library to LD_PRELOAD, or "glibc" for none, optionally followed by
+",VAR=VALUE" settings for its runs only (build/libwfmm.so,WFMM_DEFERRED_FREE=1). NAMES: workloads or groups as in
 run_suite.py --only (larson, rptest-t2, transfer, ...). The measurement is run_suite.py's own
 (run_argv: rusage of the workload's process tree); a run that fails (exit status, timeout,
 no preload) is shown as FAILED and left out of the medians. Python 3 standard library only.
@@ -32,10 +33,19 @@ def main():
     ap.add_argument("libs", nargs="+")
     args = ap.parse_args()
     libs = []
-    for lib in args.libs:
+    envs = []  # per library: extra environment for its runs
+    for spec in args.libs:
+        lib, *settings = spec.split(",")
+        env = {}
+        for kv in settings:
+            k, eq, v = kv.partition("=")
+            if not eq or not k:
+                sys.exit(f"ab_alloc: bad setting {kv!r} in {spec!r} (want VAR=VALUE)")
+            env[k] = v
         if lib != "glibc" and not os.path.isfile(lib):
             sys.exit(f"ab_alloc: no such library: {lib}")
         libs.append(None if lib == "glibc" else os.path.abspath(lib))
+        envs.append(env)
     workloads, _ = rs.all_workloads(args.full)
     workloads = [w for w in rs.select(workloads, args.only) if w.kind == "alloc"]
     if not workloads:
@@ -58,14 +68,16 @@ def main():
         order = list(range(len(libs))) if r % 2 == 0 else list(reversed(range(len(libs))))
         for w in workloads:
             for i in order:
-                res = rs.run_argv(w.argv, libs[i], w.env, args.timeout, isolated)
+                res = rs.run_argv(w.argv, libs[i], {**(w.env or {}), **envs[i]}, args.timeout,
+                                  isolated)
                 if res["why"] is not None:
                     fails[(w.name, i)] = fails.get((w.name, i), 0) + 1
                     continue
                 runs.setdefault((w.name, i), []).append((res["wall"], res["rss_kib"]))
         print(f"ab_alloc: round {r + 1}/{args.rounds} done", file=sys.stderr)
 
-    names = [os.path.basename(l) if l else "glibc" for l in args.libs]
+    names = [",".join([os.path.basename(l) if l else "glibc"] + [f"{k}={v}" for k, v in e.items()])
+             for l, e in zip(libs, envs)]
     print("| workload | " + " | ".join(f"{n} wall s (ratio) / RSS MiB (ratio)" for n in names) + " |")
     print("|---|" + "---:|" * len(libs))
     logs = [([], []) for _ in libs]
