@@ -405,7 +405,7 @@ bool collect(bool force) {
   bool released = false;
   // Parked heaps' segments first (heap_park): the adoption below may take them.
   if (force && strip_parked(true)) released = true;
-  if (force && h != &g_empty_heap) {
+  if (force) {
     // An abandoned segment whose blocks were all freed since is given back only by an
     // adopter, and adopters take one at a time, only when they need a page: a forced collect
     // adopts them now (those still holding blocks stay with this thread, as any adoption).
@@ -413,6 +413,17 @@ bool collect(bool force) {
     for (unsigned i = 0; i < kCollectAdopt; ++i) {
       Segment* s = segment_take_abandoned(unsigned(h->id_) + i);
       if (s == nullptr) break;
+      if (h == &g_empty_heap) {
+        // A thread that never allocated has no heap to adopt into: it gets one now (before,
+        // its collect gave back nothing abandoned: a main thread that only frees what its
+        // exited workers left could not release their memory).
+        heap_thread_start();
+        h = t_heap;
+        if (h == &g_empty_heap) {  // no memory for a heap: the segment waits for another
+          segment_abandon(s);
+          break;
+        }
+      }
       adopt(h, s);
       released = true;
     }

@@ -304,6 +304,30 @@ TEST(Page, ParkedHeapsAreStrippedByAForcedCollect) {
   wfmm_option_set("purge_delay_ms", 50);
 }
 
+// A thread that never allocated can still give back what exited threads abandoned: its
+// forced collect gets it a heap to adopt the segments into (before, with no heap it adopted
+// nothing, and segments emptied by remote frees stayed mapped until some thread needed a page).
+TEST(Page, AForcedCollectFromAThreadWithoutAHeapReleasesAbandonedSegments) {
+  OptionRestore restore{"purge_delay_ms", 50};
+  ASSERT_EQ(wfmm_option_set("purge_delay_ms", 0), 0);  // exits abandon, releases unmap
+  std::vector<void*> left;
+  // ~10 MiB over many pages, abandoned at the thread's exit.
+  std::thread([&] { malloc_written(left, 40000, 256, 0x3c); }).join();
+  for (void* p : left) wfmm_free(p);  // remote frees: the abandoned pages empty, unnoticed
+  wfmm_stats before;
+  wfmm_stats_get(&before);
+  bool had_heap = true;
+  std::thread([&] {
+    had_heap = wfmm::t_heap != &wfmm::g_empty_heap;
+    wfmm_collect(1);
+  }).join();
+  ASSERT_FALSE(had_heap) << "the collecting thread allocated before: nothing is tested";
+  wfmm_stats after;
+  wfmm_stats_get(&after);
+  EXPECT_LT(after.bytes_mapped + (8u << 20), before.bytes_mapped)
+      << "mapped before " << before.bytes_mapped << ", after " << after.bytes_mapped;
+}
+
 TEST(Page, EmptyPagesArePurgedOnlyAfterTheDelay) {
   ASSERT_EQ(wfmm_option_set("purge_delay_ms", 200), 0);
   std::vector<void*> ps;
