@@ -26,6 +26,7 @@ namespace wfmm {
 constinit Page g_empty_page;
 constinit Heap g_empty_heap(&g_empty_page);
 __thread Heap* t_heap __attribute__((tls_model("initial-exec"))) = &g_empty_heap;
+__thread bool t_heap_done __attribute__((tls_model("initial-exec"))) = false;
 
 namespace {
 

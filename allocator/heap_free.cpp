@@ -205,6 +205,10 @@ WFMM_COLD void report_unmapped(const char* who, const char* freed, const void* p
 }
 
 void free_not_local(void* p, const char* who) {
+  // A thread that frees before it ever allocates (a consumer) gets its heap here: without
+  // one its counts went to the empty heap's with a locked add on a line all such threads
+  // share (xmalloc-t4, 2 consumers: half of free_not_local's samples on that add).
+  if (WFMM_UNLIKELY(t_heap == &g_empty_heap) && !t_heap_done) heap_thread_start();
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
   uint16_t e = segment_map_entry(a);
   if (e == 0) return report_unmapped(who, "double free of", p);

@@ -336,7 +336,10 @@ void thread_done(void* arg) {
     heap_park(h);
   else
     heap_abandon(h);
-  if (t_heap == h) t_heap = &g_empty_heap;
+  if (t_heap == h) {
+    t_heap = &g_empty_heap;
+    t_heap_done = true;
+  }
   h->xlive_.store(false, std::memory_order_relaxed);
   // (H1): the parking or abandonment above happens-before the next owner (or stripper).
   if (h->parked_ms_ != 0) {

@@ -258,5 +258,8 @@ struct Heap {
 extern Page g_empty_page;
 extern Heap g_empty_heap;
 extern __thread Heap* t_heap __attribute__((tls_model("initial-exec")));
+// Set when this thread's heap was given back at its exit (thread_done): a free from a later
+// destructor must not make the thread a new heap that no exit would give back.
+extern __thread bool t_heap_done __attribute__((tls_model("initial-exec")));
 
 }  // namespace wfmm

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -326,6 +327,60 @@ TEST(Page, AForcedCollectFromAThreadWithoutAHeapReleasesAbandonedSegments) {
   wfmm_stats_get(&after);
   EXPECT_LT(after.bytes_mapped + (8u << 20), before.bytes_mapped)
       << "mapped before " << before.bytes_mapped << ", after " << after.bytes_mapped;
+}
+
+// A thread that only frees (a consumer) gets a heap of its own at its first free: its frees
+// are counted there, not with a locked add on the empty heap's counters, a line every such
+// thread shared.
+TEST(Page, AThreadThatOnlyFreesGetsAHeapAndItsFreesAreCounted) {
+  std::vector<void*> blocks;
+  malloc_written(blocks, 1000, 48, 0x21);
+  wfmm_stats before;
+  wfmm_stats_get(&before);
+  bool empty_before = false, empty_after = true;
+  std::thread([&] {
+    empty_before = wfmm::t_heap == &wfmm::g_empty_heap;
+    for (void* p : blocks) wfmm_free(p);  // remote frees: this thread owns none of them
+    empty_after = wfmm::t_heap == &wfmm::g_empty_heap;
+  }).join();
+  EXPECT_TRUE(empty_before) << "the thread allocated before its frees: nothing is tested";
+  EXPECT_FALSE(empty_after) << "a thread that frees got no heap";
+  wfmm_stats after;
+  wfmm_stats_get(&after);
+  EXPECT_GE(after.free_count, before.free_count + 1000);
+}
+
+// ...but not once its heap was given back at its exit: a free from a destructor that runs
+// after wfmm's (the last round of pthread key destructors here) would make it a heap that no
+// exit gives back (counted as a running thread for good).
+namespace {
+pthread_key_t g_late_key;
+void* g_late_block;
+void late_free(void* v) {
+  uintptr_t round = reinterpret_cast<uintptr_t>(v);
+  if (round < PTHREAD_DESTRUCTOR_ITERATIONS) {  // again in the next round
+    pthread_setspecific(g_late_key, reinterpret_cast<void*>(round + 1));
+    return;
+  }
+  wfmm_free(g_late_block);
+  g_late_block = nullptr;
+}
+}  // namespace
+
+TEST(Page, AFreeAfterTheThreadsHeapWasGivenBackMakesNoHeap) {
+  ASSERT_EQ(pthread_key_create(&g_late_key, late_free), 0);  // after wfmm's key: runs later
+  g_late_block = wfmm_malloc(64);
+  wfmm_stats before;
+  wfmm_stats_get(&before);
+  std::thread([] {
+    wfmm_free(wfmm_malloc(32));  // this thread has a heap, given back at its exit
+    pthread_setspecific(g_late_key, reinterpret_cast<void*>(uintptr_t(1)));
+  }).join();
+  EXPECT_EQ(g_late_block, nullptr) << "the destructor did not run to its last round";
+  wfmm_stats after;
+  wfmm_stats_get(&after);
+  EXPECT_EQ(after.threads, before.threads) << "the exited thread holds a heap again";
+  pthread_key_delete(g_late_key);
 }
 
 TEST(Page, EmptyPagesArePurgedOnlyAfterTheDelay) {
