@@ -8,10 +8,11 @@ and peak RSS with their ratios to the first library, and the geometric means.
   python3 bench/ab_alloc.py [--rounds N] [--only NAMES] [--full] [--timeout S] LIB [LIB ...]
 
 LIB: a shared library to LD_PRELOAD, or "glibc" for none, optionally followed by
-",VAR=VALUE" settings for its runs only (build/libwfmm.so,WFMM_DEFERRED_FREE=1). NAMES: workloads or groups as in
-run_suite.py --only (larson, rptest-t2, transfer, ...). The measurement is run_suite.py's own
-(run_argv: rusage of the workload's process tree); a run that fails (exit status, timeout,
-no preload) is shown as FAILED and left out of the medians. Python 3 standard library only.
+",VAR=VALUE" settings for its runs only (build/libwfmm.so,WFMM_DEFERRED_FREE=1). NAMES:
+workloads or groups as in run_suite.py --only (larson, rptest-t2, transfer, ...). The
+measurement is run_suite.py's own (run_argv: rusage of the workload's process tree); a run
+that fails (exit status, timeout, no preload) is shown as FAILED and left out of the
+medians. Python 3 standard library only.
 """
 import argparse
 import math
