@@ -47,16 +47,22 @@ void free_empty_pages(Heap* h, Segment* s, bool keep_cur) {
   }
 }
 
+// Gives the heap's stashed large segment back (to the cache, or the OS). True if it had one.
+bool release_large_stash(Heap* h) {
+  if (h->large_stash_ == nullptr) return false;
+  segment_release(h->large_stash_);
+  h->large_stash_ = nullptr;
+  return true;
+}
+
 }  // namespace
 
 // Purges empty pages whose delay has passed; releases segments left with no used page.
 // Bound: kPurgeLimit pages.
 void housekeeping(Heap* h) {
   if (h->large_stash_ != nullptr &&
-      os::now_ms() - h->large_stash_ms_ >= uint64_t(option(Opt::kPurgeDelayMs))) {
-    segment_release(h->large_stash_);
-    h->large_stash_ = nullptr;
-  }
+      os::now_ms() - h->large_stash_ms_ >= uint64_t(option(Opt::kPurgeDelayMs)))
+    release_large_stash(h);
   if (h->free_dirty_[0].head == nullptr && h->free_dirty_[1].head == nullptr) {
     segment_cache_expire(false);
     return;
@@ -205,7 +211,8 @@ Heap* heap_new() {
       // whose faults are cheap). Bound: the heap's free pages.
       uint64_t now = os::now_ms();
       for (unsigned k = 0; k < 2; ++k)
-        for (Page* pg = h->free_dirty_[k].head; pg != nullptr; pg = pg->next_) pg->freed_at_ms_ = now;
+        for (Page* pg = h->free_dirty_[k].head; pg != nullptr; pg = pg->next_)
+          pg->freed_at_ms_ = now;
     }
     h->parked_ms_ = 0;
     return h;
@@ -261,10 +268,7 @@ namespace {
 // go to the cache; the rest are abandoned for another thread to adopt. Bound: segments
 // owned x 64 pages, each collected once.
 void heap_abandon(Heap* h) {
-  if (h->large_stash_ != nullptr) {
-    segment_release(h->large_stash_);
-    h->large_stash_ = nullptr;
-  }
+  release_large_stash(h);
   Segment* s = h->segments_;
   while (s != nullptr) {
     Segment* next = s->next_;
@@ -305,10 +309,7 @@ void heap_abandon(Heap* h) {
 // abandoned (strip_parked) by a thread that needs a page and finds nothing abandoned, and
 // by a forced collect. Bound: segments owned x 64 pages.
 void heap_park(Heap* h) {
-  if (h->large_stash_ != nullptr) {
-    segment_release(h->large_stash_);
-    h->large_stash_ = nullptr;
-  }
+  release_large_stash(h);
   for (Segment* s = h->segments_; s != nullptr;) {
     Segment* next = s->next_;
     free_empty_pages(h, s, false);
@@ -431,11 +432,7 @@ bool collect(bool force) {
       released = true;
     }
   }
-  if (h != &g_empty_heap && h->large_stash_ != nullptr) {
-    segment_release(h->large_stash_);
-    h->large_stash_ = nullptr;
-    released = true;
-  }
+  if (h != &g_empty_heap && release_large_stash(h)) released = true;
   if (h != &g_empty_heap) {
     // Bound: the pages of this heap, each collected and possibly purged once.
     for (Segment* s = h->segments_; s != nullptr;) {
