@@ -6,6 +6,7 @@
 #pragma once
 #include <atomic>
 
+#include "segment_map.h"
 #include "types.h"
 
 struct wfmm_stats;
@@ -89,6 +90,26 @@ WFMM_INLINE bool page_block_retired(const Page* pg, uintptr_t a) {
   // of the same block is the program's double free; retire's own CAS catches retire/retire).
   return side_retired(side[((a - pg->start_) * pg->magic_) >> 40].load(std::memory_order_relaxed));
 }
+// block_for_retire's common case inline (every retire and deferred free): a small or
+// medium block start whose link word does not look free, on a page with its side array.
+// False for anything else, with nothing set: block_for_retire then decides and explains.
+WFMM_INLINE bool block_side_fast(void* p, std::atomic<uint64_t>** side_out, size_t* size) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  unsigned e = segment_map_entry(a);
+  if (WFMM_UNLIKELY(e - kMapSmall > kMapMedium - kMapSmall)) return false;
+  // A small or medium segment is one map chunk: its header is at the masked address.
+  Page* pg = segment_of(p)->page_of(a);
+  uintptr_t off = a - pg->start_;
+  if (WFMM_UNLIKELY(off >= pg->span() || ((off * pg->magic_low_) >> 43) != 0)) return false;
+  if (WFMM_UNLIKELY(pg->link_looks_free(static_cast<Block*>(p)->next.load(std::memory_order_relaxed))))
+    return false;
+  std::atomic<uint64_t>* side = pg->xside_.load(std::memory_order_acquire);
+  if (WFMM_UNLIKELY(side == nullptr)) return false;
+  *side_out = side + ((off * pg->magic_) >> 40);
+  *size = pg->block_size_;
+  return true;
+}
+
 // The same for any block wfmm handed out (small to huge); false for other addresses.
 bool block_retired(const void* p);
 inline constexpr const char* kFreeOfRetired =

@@ -145,7 +145,7 @@ void deferred_free(void* p, const char* who) {
   // still found faster than they are made (one per WFMM_BATCH frees, 64 by default), so the
   // list stays at the batches other threads still hold.
   if (t.mine != nullptr && (++t.reap_tick & 7) == 0) reap_held(t, 1);
-  retire_impl(p, nullptr, nullptr, 0, who, true);
+  retire_deferred(p, who);
 }
 
 }  // namespace wfmm::reclaim

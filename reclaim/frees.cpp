@@ -64,14 +64,14 @@ uint32_t free_some(Batch* b, uint32_t budget, bool* done) {
   bool poison = option(Opt::kPoison) != 0;
   int64_t bytes = 0;
   uint32_t n = 0;
+  // (T2) Every reader's drop and the publish released the batch (tsan_release in unref,
+  // refs_add); the deleters and the frees below are ordered after them for ThreadSanitizer.
+  tools::tsan_acquire(b);
   // Bound: budget (kFreeBudget) items.
   for (; b->freed < b->count && n < budget; ++n) {
     Item& it = b->items[b->freed++];
     size_t size = size_t(it.size_kind >> kItemShift);
     bytes += int64_t(size);
-    // (T2) Every reader's drop and the publish released the batch (tsan_release in unref,
-    // refs_add); the deleter and the free below are ordered after them for ThreadSanitizer.
-    tools::tsan_acquire(b);
     if (it.size_kind & kItemDispose) {
       // The disposer takes the block over as a live one (it may free it, or under deferred
       // free retire it again): its side word reads as born in era 0, not as freed.

@@ -205,6 +205,8 @@ void publish_partial(Local& t);
 void publish_held(Local& t);
 void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, uint64_t kind, const char* who,
                  bool deferred);
+// retire_impl(p, nullptr, nullptr, 0, who, true) with the constants folded in.
+void retire_deferred(void* p, const char* who);
 
 // frees.cpp: list drops and batch frees.
 void queue_free(Batch* b);
