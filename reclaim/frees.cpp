@@ -70,6 +70,14 @@ uint32_t free_some(Batch* b, uint32_t budget, bool* done) {
   // Bound: budget (kFreeBudget) items.
   for (; b->freed < b->count && n < budget; ++n) {
     Item& it = b->items[b->freed++];
+    // A double free that raced with a deferred free's plain store put the block in two
+    // batches (retire_body): the side word names the one that frees it; this one reports.
+    if (it.side != nullptr &&
+        it.side->load(std::memory_order_relaxed) != (kRetiredBit | reinterpret_cast<uint64_t>(b))) {
+      report_error("free (raced with another free of it; found at reclamation)", "double free of",
+                   it.p);
+      continue;
+    }
     size_t size = size_t(it.size_kind >> kItemShift);
     bytes += int64_t(size);
     if (it.size_kind & kItemDispose) {
