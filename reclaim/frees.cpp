@@ -70,6 +70,8 @@ uint32_t free_some(Batch* b, uint32_t budget, bool* done) {
   // Bound: budget (kFreeBudget) items.
   for (; b->freed < b->count && n < budget; ++n) {
     Item& it = b->items[b->freed++];
+    size_t size = size_t(it.size_kind >> kItemShift);
+    bytes += int64_t(size);  // (counted as reclaimed either way: retired and reclaimed agree)
     // A double free that raced with a deferred free's plain store put the block in two
     // batches (retire_body): the side word names the one that frees it; this one reports.
     if (it.side != nullptr &&
@@ -78,8 +80,6 @@ uint32_t free_some(Batch* b, uint32_t budget, bool* done) {
                    it.p);
       continue;
     }
-    size_t size = size_t(it.size_kind >> kItemShift);
-    bytes += int64_t(size);
     if (it.size_kind & kItemDispose) {
       // The disposer takes the block over as a live one (it may free it, or under deferred
       // free retire it again): its side word reads as born in era 0, not as freed.

@@ -343,6 +343,9 @@ TEST(Deferred, RacingDoubleFreeIsReportedExactlyOncePerPair) {
   EXPECT_EQ(count_of(err, "retire: double free of"), 0u) << err.substr(0, 2000);
   printf("double frees found at reclamation: %zu of %zu\n", count_of(err, "found at reclamation"),
          size_t(rounds) * kPerRound);
+  wfmm_stats s = stats();  // a block reported at reclamation still counts as reclaimed
+  EXPECT_EQ(s.retired, s.reclaimed);
+  EXPECT_EQ(s.retired_pending_bytes, 0u);
   std::vector<void*> v;
   for (size_t i = 0; i < 8000; ++i) {
     void* p = alloc(48);
