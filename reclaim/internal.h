@@ -106,8 +106,9 @@ struct Record {
   // 1 while the owner is inside a region: retirers skip the user reservations of a record
   // whose owner is outside (E6), so they can stay published between regions.
   alignas(64) std::atomic<uint32_t> in_region;
-  // Statistics: written by the owner with relaxed load+store, summed by readers.
-  std::atomic<int64_t> retired, retired_bytes, reclaimed, reclaimed_bytes, protect_slow;
+  // Statistics: written by the owner with relaxed load+store, summed by readers. A line of
+  // their own: in_region's is read by every publisher's scan.
+  alignas(64) std::atomic<int64_t> retired, retired_bytes, reclaimed, reclaimed_bytes, protect_slow;
 };
 
 // ---------------------------------------------------------------- globals
