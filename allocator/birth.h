@@ -101,8 +101,8 @@ WFMM_INLINE bool block_side_fast(void* p, std::atomic<uint64_t>** side_out, size
   Page* pg = segment_of(p)->page_of(a);
   uintptr_t off = a - pg->start_;
   if (WFMM_UNLIKELY(off >= pg->span() || ((off * pg->magic_low_) >> 43) != 0)) return false;
-  if (WFMM_UNLIKELY(pg->link_looks_free(static_cast<Block*>(p)->next.load(std::memory_order_relaxed))))
-    return false;
+  uintptr_t link = static_cast<Block*>(p)->next.load(std::memory_order_relaxed);
+  if (WFMM_UNLIKELY(pg->link_looks_free(link))) return false;
   std::atomic<uint64_t>* side = pg->xside_.load(std::memory_order_acquire);
   if (WFMM_UNLIKELY(side == nullptr)) return false;
   *side_out = side + ((off * pg->magic_) >> 40);

@@ -162,10 +162,11 @@ namespace {
 // Abandons the segments of parked heaps nobody took (heap_park), so a heap no thread takes
 // again does not keep memory from the threads that run: the oldest, if it has been parked
 // longer than the purge delay or more heaps are parked than threads run (a thread that
-// needs a page and finds nothing abandoned), or every one (a forced collect). Their segments go to the abandoned lists, the heaps to the
-// pool of empty ones. Not patient unless forced: a busy flag means another thread is taking
-// a parked heap or stripping one. Bound: one drain (kDrainBudget) and one heap abandoned
-// (its segments x 64 pages); forced (not a malloc/free path): every parked heap.
+// needs a page and finds nothing abandoned), or every one (a forced collect). Their
+// segments go to the abandoned lists, the heaps to the pool of empty ones. Not patient
+// unless forced: a busy flag means another thread is taking a parked heap or stripping one.
+// Bound: one drain (kDrainBudget) and one heap abandoned (its segments x 64 pages); forced
+// (not a malloc/free path): every parked heap.
 bool strip_parked(bool force) {
   if (force) {
     // Bound: the holder's remaining steps (a drain and at most one strip; it runs, we yield).
@@ -177,11 +178,11 @@ bool strip_parked(bool force) {
   uint64_t now = os::now_ms();
   uint64_t delay = uint64_t(option(Opt::kPurgeDelayMs));
   bool any = false;
-  // Bound: one heap unless forced; forced, the parked heaps drained.
   // More parked heaps than threads running: the excess is stripped without waiting (the
   // recent peak let them park; a thread that needs pages now should not map fresh ones).
   bool excess = g_parked_count.load(std::memory_order_relaxed) >
                 g_live_heaps.load(std::memory_order_relaxed);
+  // Bound: one heap unless forced; forced, the parked heaps drained.
   while (Heap* x = g_parked_pool.owned()) {
     if (!force && !excess && now - x->parked_ms_ < delay) break;
     g_parked_pool.take_front();
@@ -347,9 +348,9 @@ void thread_done(void* arg) {
   // grew (Stress.ThreadChurnLeavesBlocksForOthersAndDoesNotGrow: 9 parked heaps for 3
   // threads, 25 -> 118 MiB mapped at scale 3). Beyond the bound the exit abandons, as
   // before; parked heaps beyond the threads still running are stripped first when a thread
-  // needs pages (strip_parked). The bound was the running threads alone until the peak:
-  // then only the first half of a generation's exits parked (thread-churn-t4, 4 threads
-  // joined together), and the rest went through abandonment and the segment cache.
+  // needs pages (strip_parked). With the threads still running as the bound (before the
+  // recent peak) only the first half of a generation's exits parked (thread-churn-t4, 4
+  // threads joined together); the rest went through abandonment and the segment cache.
   int live = g_live_heaps.fetch_sub(1, std::memory_order_relaxed) - 1;
   int parked = g_parked_count.load(std::memory_order_relaxed);
   uint64_t delay = uint64_t(option(Opt::kPurgeDelayMs));
