@@ -57,8 +57,6 @@ WFMM_NOINLINE std::atomic<uint64_t>* side_attach(Page* pg) {
   return side;
 }
 
-size_t side_index(const Page* pg, uintptr_t a) { return ((a - pg->start_) * pg->magic_) >> 40; }
-
 WFMM_NOINLINE void era_tick(Heap* h) {
   h->era_countdown_ = option(Opt::kEraFreq);
   if (auto hook = g_era_hook.load(std::memory_order_acquire)) hook();

@@ -45,6 +45,15 @@ inline constexpr uint64_t kFreedMark = kRetiredBit;
 // True for a side word that links the block to its batch (retired, not reclaimed yet).
 inline constexpr bool side_retired(uint64_t v) { return (v & kRetiredBit) != 0 && v != kFreedMark; }
 
+// The index of the side word of the block at (or containing) address a of pg, or at offset
+// off from its start: one multiply by the page's reciprocal of the block size.
+WFMM_INLINE size_t side_index_at(const Page* pg, uintptr_t off) {
+  return (off * pg->magic_) >> 40;
+}
+WFMM_INLINE size_t side_index(const Page* pg, uintptr_t a) {
+  return side_index_at(pg, a - pg->start_);
+}
+
 // Out of line: records b's birth era in its page's side array (attaching one if needed)
 // and ticks the era every era_freq tracked allocations of this heap.
 void birth_record(Heap* h, Page* pg, void* b);
@@ -64,8 +73,7 @@ WFMM_INLINE void birth_note(Heap* h, Page* pg, void* b) {
                     (h->hook_era_ == era ||
                      g_alloc_hook.load(std::memory_order_relaxed) == nullptr))) {
       --h->era_countdown_;
-      side[((reinterpret_cast<uintptr_t>(b) - pg->start_) * pg->magic_) >> 40].store(
-          era, std::memory_order_relaxed);
+      side[side_index(pg, reinterpret_cast<uintptr_t>(b))].store(era, std::memory_order_relaxed);
       return;
     }
     birth_record(h, pg, b);
@@ -88,7 +96,7 @@ WFMM_INLINE bool page_block_retired(const Page* pg, uintptr_t a) {
   if (WFMM_LIKELY(side == nullptr)) return false;
   // relaxed: the retire and this free are ordered by the program (a free racing with a retire
   // of the same block is the program's double free; retire's own CAS catches retire/retire).
-  return side_retired(side[((a - pg->start_) * pg->magic_) >> 40].load(std::memory_order_relaxed));
+  return side_retired(side[side_index(pg, a)].load(std::memory_order_relaxed));
 }
 // block_for_retire's common case inline (every retire and deferred free): a small or
 // medium block start whose link word does not look free, on a page with its side array.
@@ -99,13 +107,16 @@ WFMM_INLINE bool block_side_fast(void* p, std::atomic<uint64_t>** side_out, size
   if (WFMM_UNLIKELY(e - kMapSmall > kMapMedium - kMapSmall)) return false;
   // A small or medium segment is one map chunk: its header is at the masked address.
   Page* pg = segment_of(p)->page_of(a);
+  // is_block_start's test, written out: the offset is reused below and span() is an atomic
+  // load the compiler does not merge (as in free_local; +2 instructions per retire through
+  // is_block_start, callgrind).
   uintptr_t off = a - pg->start_;
   if (WFMM_UNLIKELY(off >= pg->span() || ((off * pg->magic_low_) >> 43) != 0)) return false;
   uintptr_t link = static_cast<Block*>(p)->next.load(std::memory_order_relaxed);
   if (WFMM_UNLIKELY(pg->link_looks_free(link))) return false;
   std::atomic<uint64_t>* side = pg->xside_.load(std::memory_order_acquire);
   if (WFMM_UNLIKELY(side == nullptr)) return false;
-  *side_out = side + ((off * pg->magic_) >> 40);
+  *side_out = side + side_index_at(pg, off);  // (start_ is not read again after the acquire)
   *size = pg->block_size_;
   return true;
 }

@@ -285,8 +285,7 @@ WFMM_INLINE void retire_body(void* p, void (*fn)(void*, void*), void* ctx, uint6
   // release: a helpee that finds the batch through this word (parent hand-off) sees the
   // batch initialised.
   uint64_t mark = kRetiredBit | reinterpret_cast<uint64_t>(b);
-  if (w == nullptr) {
-    // (a foreign block: nothing to mark)
+  if (w == nullptr) {  // a foreign block: no side word to mark
   } else if (deferred && t.era[kImplicitSlot] != 0 && birth <= t.era[kImplicitSlot]) {
     // A deferred free the freer's own implicit reservation covers (published, with E1's
     // barrier, before the load above): a plain store. A second free racing with this one
