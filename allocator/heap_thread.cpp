@@ -29,6 +29,13 @@ HandoffStack<Heap, true> g_parked_pool;
 std::atomic<int> g_parked_count{0};
 // Threads with a heap now (thread_init .. thread_done; a fork child: the forking thread).
 std::atomic<int> g_live_heaps{0};
+// The most threads with a heap at once lately, and when that was last seen (ms): exits park
+// up to this many heaps, so a program whose threads all end together (a generation of
+// workers joined, the next one started) hands every heap warm to the next generation; the
+// peak falls back to the running threads once it is a purge delay old. A heuristic: racing
+// updates may lose one (relaxed stores, no loop).
+std::atomic<int> g_live_peak{0};
+std::atomic<uint64_t> g_live_peak_ms{0};
 std::atomic<Heap*> g_all_heaps{nullptr};
 std::atomic<uint64_t> g_heap_ids{0};
 
@@ -154,8 +161,8 @@ namespace {
 
 // Abandons the segments of parked heaps nobody took (heap_park), so a heap no thread takes
 // again does not keep memory from the threads that run: the oldest, if it has been parked
-// longer than the purge delay (a thread that needs a page and finds nothing abandoned), or
-// every one (a forced collect). Their segments go to the abandoned lists, the heaps to the
+// longer than the purge delay or more heaps are parked than threads run (a thread that
+// needs a page and finds nothing abandoned), or every one (a forced collect). Their segments go to the abandoned lists, the heaps to the
 // pool of empty ones. Not patient unless forced: a busy flag means another thread is taking
 // a parked heap or stripping one. Bound: one drain (kDrainBudget) and one heap abandoned
 // (its segments x 64 pages); forced (not a malloc/free path): every parked heap.
@@ -171,8 +178,12 @@ bool strip_parked(bool force) {
   uint64_t delay = uint64_t(option(Opt::kPurgeDelayMs));
   bool any = false;
   // Bound: one heap unless forced; forced, the parked heaps drained.
+  // More parked heaps than threads running: the excess is stripped without waiting (the
+  // recent peak let them park; a thread that needs pages now should not map fresh ones).
+  bool excess = g_parked_count.load(std::memory_order_relaxed) >
+                g_live_heaps.load(std::memory_order_relaxed);
   while (Heap* x = g_parked_pool.owned()) {
-    if (!force && now - x->parked_ms_ < delay) break;
+    if (!force && !excess && now - x->parked_ms_ < delay) break;
     g_parked_pool.take_front();
     g_parked_count.fetch_sub(1, std::memory_order_relaxed);
     heap_abandon(x);
@@ -249,7 +260,11 @@ Heap* thread_init() {
   if (h == nullptr) return nullptr;
   h->rng_ = os::random64() | 1;
   h->xlive_.store(true, std::memory_order_relaxed);
-  g_live_heaps.fetch_add(1, std::memory_order_relaxed);
+  int live = g_live_heaps.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (live >= g_live_peak.load(std::memory_order_relaxed)) {
+    g_live_peak.store(live, std::memory_order_relaxed);
+    g_live_peak_ms.store(os::now_ms(), std::memory_order_relaxed);
+  }
   h->key_set_ = false;
   t_heap = h;
   try_set_key(h);
@@ -325,15 +340,26 @@ void heap_park(Heap* h) {
 void thread_done(void* arg) {
   Heap* h = static_cast<Heap*>(arg);
   if (h == nullptr || h == &g_empty_heap) return;
-  // Parked heaps at most one per thread still running (and kParkedMax): a thread that
-  // started while the parked pool's flag was busy took an empty heap (or made one), the
-  // parked heap it missed stayed, and with threads coming and going faster than the purge
-  // delay none was ever stripped: each held its segments and their number only grew
-  // (Stress.ThreadChurnLeavesBlocksForOthersAndDoesNotGrow: 9 parked heaps for 3 threads,
-  // 25 -> 118 MiB mapped at scale 3). Beyond the bound the exit abandons, as before.
+  // Parked heaps at most one per thread running lately (the recent peak, and kParkedMax): a
+  // thread that started while the parked pool's flag was busy took an empty heap (or made
+  // one), the parked heap it missed stayed, and with threads coming and going faster than
+  // the purge delay none was ever stripped: each held its segments and their number only
+  // grew (Stress.ThreadChurnLeavesBlocksForOthersAndDoesNotGrow: 9 parked heaps for 3
+  // threads, 25 -> 118 MiB mapped at scale 3). Beyond the bound the exit abandons, as
+  // before; parked heaps beyond the threads still running are stripped first when a thread
+  // needs pages (strip_parked). The bound was the running threads alone until the peak:
+  // then only the first half of a generation's exits parked (thread-churn-t4, 4 threads
+  // joined together), and the rest went through abandonment and the segment cache.
   int live = g_live_heaps.fetch_sub(1, std::memory_order_relaxed) - 1;
   int parked = g_parked_count.load(std::memory_order_relaxed);
-  if (option(Opt::kPurgeDelayMs) != 0 && parked < live && parked < int(kParkedMax))
+  uint64_t delay = uint64_t(option(Opt::kPurgeDelayMs));
+  int peak = g_live_peak.load(std::memory_order_relaxed);
+  if (os::now_ms() - g_live_peak_ms.load(std::memory_order_relaxed) > delay) {
+    peak = live;  // a purge delay old: the threads running now are the measure again
+    g_live_peak.store(live, std::memory_order_relaxed);
+  }
+  int bound = peak > live ? peak : live;
+  if (delay != 0 && parked < bound && parked < int(kParkedMax))
     heap_park(h);
   else
     heap_abandon(h);
@@ -387,6 +413,7 @@ void fork_child_reset() {
   g_parked_pool.end();
   g_heap_pool.end();
   g_live_heaps.store(t_heap != &g_empty_heap ? 1 : 0, std::memory_order_relaxed);
+  g_live_peak.store(g_live_heaps.load(std::memory_order_relaxed), std::memory_order_relaxed);
   segment_fork_release();
   // Only the forking thread lives on: the other heaps' threads are gone. Their segments stay
   // as they are (a remote free into them still works; their memory is not reused).
