@@ -244,6 +244,10 @@ struct Heap {
   // In the heap pool with its segments still linked (heap_park): since when. 0: not parked
   // (in use, or in the pool with no segments).
   uint64_t parked_ms_ = 0;
+  // Until then (ms) this heap's thread, which started on an empty heap, may strip one parked
+  // heap without waiting for its purge delay (strip_parked): the parked heap it could have
+  // taken. 0: no such credit (it started on a parked heap, used it, or the time passed).
+  uint64_t strip_credit_until_ms_ = 0;
   std::atomic<Heap*> handoff_next{nullptr};  // heap pool
   Heap* handoff_link = nullptr;
   std::atomic<Heap*> xall_next_{nullptr};  // registry of every heap ever made

@@ -280,6 +280,70 @@ TEST(Page, ParkedHeapsBeyondTheThreadsStillRunningAreStrippedForPages) {
   GTEST_FLAG_SET(death_test_style, "fast");
 }
 
+// Threads that started before others exited strip the parked heaps for pages: 8 old
+// threads fill a segment each and wait while 8 new threads start (on empty heaps: nothing
+// is parked yet), then the old ones exit and all park (the recent peak of running threads,
+// 17, is the bound; 8 parked are not more than the 9 running, so no excess strip), and the
+// new threads need a second segment's worth each. Each may strip one parked heap at once
+// (its credit) and adopts what it needs instead of mapping 8 more segments (~48 MiB; what
+// CI's ReclaimThreadChurn.MappedMemoryLevelsOff met once: 57.7 -> 90.3 MB). Fresh process.
+[[noreturn]] static void started_before_exits() {
+  wfmm_option_set("purge_delay_ms", 3600000);  // no strip by time in this test
+  void* mine_first = wfmm_malloc(16);           // this thread's own heap
+  constexpr int kOld = 8, kNew = 8, kBlocks = 15000;  // 3.7 MiB of 256 B each
+  std::vector<std::vector<void*>> old_left(kOld), new_left(kNew);
+  std::atomic<int> old_ready{0}, new_ready{0}, new_done{0};
+  std::atomic<bool> old_go{false}, new_go{false}, new_exit{false};
+  std::vector<std::thread> olds, news;
+  for (int t = 0; t < kOld; ++t)
+    olds.emplace_back([&, t] {
+      malloc_written(old_left[size_t(t)], kBlocks, 256, 0x3c);
+      old_ready.fetch_add(1);
+      // Bound: main's step below.
+      while (!old_go.load()) std::this_thread::yield();
+    });
+  // Bound: the old threads' allocations.
+  while (old_ready.load() < kOld) std::this_thread::yield();
+  for (int t = 0; t < kNew; ++t)
+    news.emplace_back([&, t] {
+      void* first = wfmm_malloc(16);  // a heap now, while nothing is parked
+      new_ready.fetch_add(1);
+      // Bound: main's steps below.
+      while (!new_go.load()) std::this_thread::yield();
+      // Two segments' worth: the first one's pages serve about half.
+      malloc_written(new_left[size_t(t)], 2 * kBlocks, 256, 0x4d);
+      new_done.fetch_add(1);
+      while (!new_exit.load()) std::this_thread::yield();
+      for (void* p : new_left[size_t(t)]) wfmm_free(p);
+      wfmm_free(first);
+    });
+  while (new_ready.load() < kNew) std::this_thread::yield();
+  old_go.store(true);
+  for (auto& th : olds) th.join();
+  for (auto& v : old_left)
+    for (void* p : v) wfmm_free(p);  // remote frees: the parked pages empty
+  wfmm_stats before;
+  wfmm_stats_get(&before);
+  new_go.store(true);
+  while (new_done.load() < kNew) std::this_thread::yield();
+  wfmm_stats after;
+  wfmm_stats_get(&after);
+  new_exit.store(true);
+  for (auto& th : news) th.join();
+  // 8 fresh segments would add ~48 MiB; half of them adopted leaves it under 24.
+  bool reused = after.bytes_mapped < before.bytes_mapped + (24u << 20);
+  fprintf(stderr, "mapped before %llu after %llu\n",
+          (unsigned long long)before.bytes_mapped, (unsigned long long)after.bytes_mapped);
+  wfmm_free(mine_first);
+  exit(reused ? 0 : 1);
+}
+
+TEST(Page, ThreadsStartedBeforeOthersExitedStripTheParkedHeapsForPages) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(started_before_exits(), ::testing::ExitedWithCode(0), "");
+  GTEST_FLAG_SET(death_test_style, "fast");
+}
+
 // A parked heap that no thread takes does not keep its memory: a forced collect strips it
 // (its segments are abandoned, then adopted and, once empty, released).
 TEST(Page, ParkedHeapsAreStrippedByAForcedCollect) {
