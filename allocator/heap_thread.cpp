@@ -190,8 +190,10 @@ bool strip_parked(Heap* self, bool force) {
   bool credit = self != nullptr && now < self->strip_credit_until_ms_;
   // Bound: one heap unless forced; forced, the parked heaps drained.
   while (Heap* x = g_parked_pool.owned()) {
-    if (!force && !excess && !credit && now - x->parked_ms_ < delay) break;
-    if (credit && !excess && now - x->parked_ms_ < delay) self->strip_credit_until_ms_ = 0;
+    if (!force && !excess && now - x->parked_ms_ < delay) {
+      if (!credit) break;
+      self->strip_credit_until_ms_ = 0;  // spent on this heap
+    }
     g_parked_pool.take_front();
     g_parked_count.fetch_sub(1, std::memory_order_relaxed);
     // Not forced: the flag goes back before the strip (the heap is ours alone now). Held
