@@ -18,6 +18,8 @@ void page_purge(Segment* s, Page* pg) {
   uintptr_t page_base = reinterpret_cast<uintptr_t>(s) + (uintptr_t(pg->index_) << s->page_shift_);
   uintptr_t from =
       page_base + ((s->kind_ == SegmentKind::kMedium && pg->index_ == 0) ? kHeaderSize : 0);
+  pg->lists_kept_ = false;  // (a failed purge too: conservative)
+  pg->free_ = pg->local_free_ = nullptr;
   if (os::purge(reinterpret_cast<void*>(from), area)) {
     pg->purged_ = true;
     pg->zero_ = true;  // private anonymous memory reads zero after MADV_DONTNEED
@@ -51,12 +53,16 @@ void segment_retire_if_empty(Heap* h, Segment* s) {
 
 // Resets a page that holds no live block to the free state (no queue change).
 void page_reset_free(Segment* s, Page* pg) {
+  // Folded, and no block in use.
+  WFMM_ASSERT(pg->used_ == 0 && pg->pops_ == 0 && pg->used_fold_ == 0);
   uint32_t span = pg->span();  // its blocks were written: resident up to here
   if (span > pg->touched_) pg->touched_ = span;
   pg->xheap_.store(nullptr, std::memory_order_relaxed);
   pg->block_size_ = 0;
   pg->xspan_.store(0, std::memory_order_relaxed);
-  pg->free_ = pg->local_free_ = nullptr;
+  // Its lists stay for a reuse in the same class (page_init): every carved block is on
+  // them, since none is in use (no remote free is pending either: those count in used_).
+  pg->lists_kept_ = pg->capacity_ != 0;
   pg->free_is_zero_ = false;
   pg->zero_ = false;  // its blocks were written
   WFMM_ASSERT(pg->parked_ == nullptr);
@@ -70,6 +76,7 @@ void page_free(Heap* h, Page* pg, bool may_release) {
   Segment* s = segment_of(pg);
   unsigned cls = pg->class_;
   bool was_cur = h->cur_[cls] == pg;
+  page_fold(h, pg);
   page_reset_free(s, pg);
   bool now = option(Opt::kPurgeDelayMs) == 0;
   if (now) {
@@ -104,7 +111,11 @@ void page_recount_after_cut(Page* pg) {
       l = reinterpret_cast<Block*>(link);
     }
   }
-  pg->used_ = nfree <= pg->capacity_ ? pg->capacity_ - nfree : 0;
+  uint32_t used = nfree <= pg->capacity_ ? pg->capacity_ - nfree : 0;
+  // The blocks cut off join used_ without a malloc: moved into used_fold_ too, so a fold
+  // counts them as neither malloc nor free (they stay in use).
+  pg->used_fold_ += used - pg->used_;
+  pg->used_ = used;
 }
 
 // A link of b, on free_ or local_free_, that failed free_link_ok: report, and (continue
@@ -158,8 +169,7 @@ void free_local_checked(Heap* h, Page* pg, Block* b, const char* who) {
   if (page_block_retired(pg, a)) return report_error(who, kFreeOfRetired, b);
   b->next.store(pg->encode(pg->local_free_), std::memory_order_relaxed);
   pg->local_free_ = b;
-  stat_add(h->stats_.free_class[pg->class_], 1);
-  if (--pg->used_ == 0) page_became_empty(h, pg);
+  if (--pg->used_ == 0) page_became_empty(h, pg);  // (the fold counts the free)
 }
 
 // Pushes b onto pg's remote list. Wait-free: three steps, no retry.

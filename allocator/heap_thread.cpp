@@ -366,6 +366,7 @@ void heap_park(Heap* h) {
 void thread_done(void* arg) {
   Heap* h = static_cast<Heap*>(arg);
   if (h == nullptr || h == &g_empty_heap) return;
+  heap_fold_counts(h);  // an exited thread's counts are whole (parked or abandoned alike)
   // Parked heaps at most one per thread running lately (the recent peak, and kParkedMax): a
   // thread that started while the parked pool's flag was busy took an empty heap (or made
   // one), the parked heap it missed stayed, and with threads coming and going faster than

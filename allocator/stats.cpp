@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "birth.h"
+#include "heap.h"
 #include "options.h"
 #include "segment.h"
 #include "types.h"
@@ -71,6 +72,9 @@ void stats_sample_in_use(int64_t committed) {
 }
 
 void stats_collect(wfmm_stats* out) {
+  // The calling thread's own counts are exact (its pages folded); other threads' lag by the
+  // mallocs and frees since their pages' last folds (page_fold).
+  if (t_heap != &g_empty_heap) heap_fold_counts(t_heap);
   int64_t mc = 0, mb = 0, fc = 0, fb = 0;
   uint64_t threads = 0;
   auto add = [&](Heap* h) {

@@ -74,7 +74,16 @@ struct Page {
   // --- second line: the owner's list heads, written by every malloc and local free ---
   alignas(64) Block* free_ = nullptr;
   Block* local_free_ = nullptr;
+  // Blocks in use: handed out, not back on free_ or local_free_ (remote frees count until
+  // collected).
   uint32_t used_ = 0;
+  // Mallocs from this page since its last fold into the heap's per-class counters
+  // (page_fold), so the fast paths touch no statistics line. Local frees are not counted at
+  // all: a fold derives them from the change in use (frees = mallocs - (used_ - used_fold_)).
+  uint32_t pops_ = 0;
+  // used_ at the last fold, minus the remote frees collected since (those were counted by
+  // their freers).
+  uint32_t used_fold_ = 0;
   PageQueue queue_ = PageQueue::kNone;
   // Every block on free_ reads zero but for its link word (word 1, which malloc clears):
   // free_ holds only blocks carved from zeroed memory and never handed out since, so calloc
@@ -98,6 +107,11 @@ struct Page {
   // Bytes from start_ that an earlier use of the page wrote since it was last fresh or
   // purged: resident, so page_extend carves them in one go. 0 when unknown. Owner.
   uint32_t touched_ = 0;
+  // A free page whose last use left every carved block on free_ and local_free_ (they stay
+  // there, keyed with key_): page_init for the same class takes them back as they are, with
+  // no carving. Cleared by a purge (the memory then reads zero); a segment's reuse resets
+  // its descriptors. Owner (or whoever holds the free page's segment).
+  bool lists_kept_ = false;
   // Large/huge blocks: 1 while the block is live, 0 once freed (exchange = exact double-free
   // detection without an owner).
   std::atomic<uint32_t> xlarge_live_{0};

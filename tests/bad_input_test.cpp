@@ -81,6 +81,30 @@ TEST(BadInputDeath, DoubleFreeSmallSameThread) {
       "wfmm: free: double free of 0x");
 }
 
+// A page emptied and taken back for its class keeps its free blocks on their lists
+// (page_init): a second free of one of them, not handed out since, is still a double free.
+TEST(BadInputDeath, DoubleFreeOnAPageTakenBackWhole) {
+  EXPECT_DEATH(
+      {
+        std::vector<void*> a;
+        for (int i = 0; i < 36 * 3; ++i) a.push_back(wfmm_malloc(1700));  // 3 pages of 36
+        void* hold = wfmm_malloc(1700);
+        for (void* p : a) wfmm_free(p);  // the three pages empty: lists kept
+        // The hold page's 35, then the last page freed (the hottest) whole, then one block
+        // of the page freed before it, which is taken back with 35 blocks on its list.
+        std::vector<void*> b;
+        for (int i = 0; i < 36 * 2; ++i) b.push_back(wfmm_malloc(1700));
+        std::sort(b.begin(), b.end());
+        for (size_t i = a.size(); i-- > 0;)
+          if (!std::binary_search(b.begin(), b.end(), a[i])) {
+            wfmm_free(a[i]);  // on that page's kept list
+            break;
+          }
+        wfmm_free(hold);
+      },
+      "wfmm: free: double free of 0x");
+}
+
 TEST(BadInputDeath, DoubleFreeSmallCrossThread) {
   EXPECT_DEATH(
       {

@@ -59,7 +59,10 @@ long wfmm_option_get(const char* name) WFMM_NOEXCEPT;
 int wfmm_collect(int force) WFMM_NOEXCEPT;
 
 /* Statistics, summed over per-thread counters when read. Reclamation fields stay 0 until
- * a program uses wfmm's safe memory reclamation.
+ * a program uses wfmm's safe memory reclamation. The calling thread's own small-block
+ * mallocs and frees are counted exactly (and an exited thread's); another running thread's
+ * may lag: its pages keep their counts until a page's free list runs out, the page empties
+ * or 65,536 mallocs gathered on it (so malloc/free fast paths write no counter line).
  * "Committed" bytes are those wfmm has mapped from the OS (segments, large blocks, its own
  * metadata) less those it has purged (madvise: handed back while still mapped): the memory
  * wfmm may have made resident. It is an upper bound on wfmm's share of the process's RSS
