@@ -4,6 +4,12 @@ libraries), interleaved round by round, and prints a Markdown table of medians w
 ratio of each allocator to mimalloc (ns per operation; lower is better).
 
 usage: bench/run_alloc.py [--rounds N] [--min-time S] [--filter REGEX] [--out FILE]
+                         [--lib NAME=PATH ...]
+
+--lib (repeatable) replaces the four allocators with the libraries named (PATH "none": no
+preload), for an A/B of two builds beside mimalloc, say; the order of the libraries is
+reversed every other round, and the table has two decimals. Ratios are to the library
+named mimalloc if there is one, else to the first.
 """
 import argparse
 import json
@@ -47,14 +53,26 @@ def main():
     ap.add_argument("--min-time", default="0.2")
     ap.add_argument("--filter", default="")
     ap.add_argument("--out", default="")
+    ap.add_argument("--lib", action="append", default=[], metavar="NAME=PATH")
     args = ap.parse_args()
     binary = os.path.join(ROOT, "build", "bench", "bench_alloc")
-    for name, lib in ALLOCATORS:
+    allocators = ALLOCATORS
+    if args.lib:
+        allocators = []
+        for spec in args.lib:
+            name, sep, path = spec.partition("=")
+            if not sep or not name:
+                sys.exit(f"run_alloc: --lib wants NAME=PATH, not {spec!r}")
+            allocators.append((name, None if path == "none" else os.path.abspath(path)))
+    digits = 2 if args.lib else 1
+    base_name = "mimalloc" if any(n == "mimalloc" for n, _ in allocators) else allocators[0][0]
+    for name, lib in allocators:
         if lib and not os.path.exists(lib):
             sys.exit(f"run_alloc: {name} library {lib} is missing (run scripts/setup)")
-    samples = {name: {} for name, _ in ALLOCATORS}
+    samples = {name: {} for name, _ in allocators}
     for r in range(args.rounds):
-        for name, lib in ALLOCATORS:
+        order = allocators if r % 2 == 0 or not args.lib else allocators[::-1]
+        for name, lib in order:
             print(f"round {r + 1}/{args.rounds}: {name}", file=sys.stderr, flush=True)
             try:
                 res = run_once(binary, lib, args.min_time, args.filter)
@@ -64,7 +82,7 @@ def main():
             for k, v in res.items():
                 samples[name].setdefault(k, []).append(v)
     names = []
-    for name, _ in ALLOCATORS:
+    for name, _ in allocators:
         for k in samples[name]:
             if k not in names:
                 names.append(k)
@@ -80,31 +98,31 @@ def main():
     lines.append(f"Machine: {platform.node()} ({os.cpu_count()} cores, {model}), "
                  f"{time.strftime('%Y-%m-%d %H:%M')}; "
                  f"command: `bench/run_alloc.py --rounds {args.rounds} --min-time {args.min_time}`; "
-                 "ns per operation (median of rounds), ratio to mimalloc in parentheses.")
+                 f"ns per operation (median of rounds), ratio to {base_name} in parentheses.")
     lines.append("")
-    header = "| benchmark | " + " | ".join(n for n, _ in ALLOCATORS) + " |"
+    header = "| benchmark | " + " | ".join(n for n, _ in allocators) + " |"
     lines.append(header)
-    lines.append("|" + "---|" * (len(ALLOCATORS) + 1))
-    geo = {n: [] for n, _ in ALLOCATORS}
+    lines.append("|" + "---|" * (len(allocators) + 1))
+    geo = {n: [] for n, _ in allocators}
     for k in names:
         med = {}
-        for n, _ in ALLOCATORS:
+        for n, _ in allocators:
             v = samples[n].get(k)
             med[n] = statistics.median(v) if v else None
-        base = med.get("mimalloc")
+        base = med.get(base_name)
         cells = []
-        for n, _ in ALLOCATORS:
+        for n, _ in allocators:
             v = med[n]
             if v is None:
                 cells.append("FAILED")
             elif base:
-                cells.append(f"{v:.1f} ({v / base:.2f})")
+                cells.append(f"{v:.{digits}f} ({v / base:.2f})")
                 geo[n].append(v / base)
             else:
-                cells.append(f"{v:.1f}")
+                cells.append(f"{v:.{digits}f}")
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
     gm = []
-    for n, _ in ALLOCATORS:
+    for n, _ in allocators:
         xs = geo[n]
         gm.append(f"{statistics.geometric_mean(xs):.2f}" if xs else "-")
     lines.append("| **geometric mean of ratios** | " + " | ".join(gm) + " |")
