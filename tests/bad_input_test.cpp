@@ -87,13 +87,13 @@ TEST(BadInputDeath, DoubleFreeOnAPageTakenBackWhole) {
   EXPECT_DEATH(
       {
         std::vector<void*> a;
-        for (int i = 0; i < 36 * 3; ++i) a.push_back(wfmm_malloc(1700));  // 3 pages of 36
-        void* hold = wfmm_malloc(1700);
+        for (int i = 0; i < 64 * 3; ++i) a.push_back(wfmm_malloc(1000));  // 3 pages of 64 (class 1024)
+        void* hold = wfmm_malloc(1000);
         for (void* p : a) wfmm_free(p);  // the three pages empty: lists kept
-        // The hold page's 35, then the last page freed (the hottest) whole, then one block
-        // of the page freed before it, which is taken back with 35 blocks on its list.
+        // The hold page's 63, then the last page freed (the hottest) whole, then one block
+        // of the page freed before it, which is taken back with 63 blocks on its list.
         std::vector<void*> b;
-        for (int i = 0; i < 36 * 2; ++i) b.push_back(wfmm_malloc(1700));
+        for (int i = 0; i < 64 * 2; ++i) b.push_back(wfmm_malloc(1000));
         std::sort(b.begin(), b.end());
         for (size_t i = a.size(); i-- > 0;)
           if (!std::binary_search(b.begin(), b.end(), a[i])) {

@@ -480,8 +480,8 @@ TEST(Page, CountsAreExactWithLocalAndCollectedRemoteFrees) {
 // one taken for another class is carved afresh (kept lists there would read as zero or
 // foreign links: heap corruption reported, or blocks handed out twice).
 TEST(Page, AnEmptiedPageTakenBackForItsClassKeepsItsLists) {
-  constexpr size_t kSize = 1700, kOther = 1900;  // classes of 1792 and 1920 B
-  constexpr int kPer = 65536 / 1792;             // 36 blocks per page
+  constexpr size_t kSize = 1000, kOther = 900;  // classes of 1024 and 960 B (kept: <= 1 KiB)
+  constexpr int kPer = 65536 / 1024;            // 64 blocks per page
   constexpr int kN = kPer * 4;                   // four pages
   OptionRestore restore{"purge_delay_ms", 50};
   for (long delay : {3600000L, 0L}) {
