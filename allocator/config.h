@@ -62,8 +62,11 @@ inline constexpr uint32_t kMinExtend = 4;  // blocks carved at least (bounded by
 inline constexpr unsigned kPageScanLimit = 8;
 // How many full pages the slow path checks for remote frees per call.
 inline constexpr unsigned kFullScanLimit = 4;
-// How many full pages it checks when it would otherwise carve a fresh page.
+// How many full pages it checks when it would otherwise carve a fresh page; halved after
+// each such scan that found no freed block, down to kFullScanLimit (Heap::full_scan_shift_).
 inline constexpr unsigned kFullScanDeep = 64;
+inline constexpr uint8_t kFullScanMaxShift = 4;  // kFullScanDeep >> 4 == kFullScanLimit
+static_assert((kFullScanDeep >> kFullScanMaxShift) == kFullScanLimit);
 // How many abandoned segments one slow-path call may adopt (one at a time, stopping at the
 // first that brings a usable page).
 inline constexpr unsigned kAdoptLimit = 4;

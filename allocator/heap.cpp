@@ -343,7 +343,8 @@ Page* find_page(Heap* h, unsigned cls) {
     // A few full pages per call; before a fresh page is carved (the other way out of here),
     // kFullScanDeep of them: remote frees into full pages are otherwise found only 4 pages
     // per call, and a heap with hundreds of full pages carved fresh ones meanwhile.
-    unsigned full_scan = h->avail_[cls].head == nullptr ? kFullScanDeep : kFullScanLimit;
+    bool deep = h->avail_[cls].head == nullptr;
+    unsigned full_scan = deep ? kFullScanDeep >> h->full_scan_shift_[cls] : kFullScanLimit;
     Page* first_rotated = nullptr;
     for (unsigned i = 0; i < full_scan; ++i) {
       Page* f = h->full_[cls].head;
@@ -355,6 +356,7 @@ Page* find_page(Heap* h, unsigned cls) {
           f->local_free_ != nullptr) {
         page_collect(f);
         if (f->free_ != nullptr) {
+          h->full_scan_shift_[cls] = 0;  // full pages do get frees: look deep again
           queue_move(h, f, PageQueue::kAvail, true);
           set_cur_page(h, cls, f);
           return f;
@@ -363,6 +365,7 @@ Page* find_page(Heap* h, unsigned cls) {
       queue_move(h, f, PageQueue::kFull, false);  // rotate to the back
       if (first_rotated == nullptr) first_rotated = f;
     }
+    if (deep && h->full_scan_shift_[cls] < kFullScanMaxShift) ++h->full_scan_shift_[cls];
     if (h->avail_[cls].head == nullptr || round > 0) housekeeping(h);
     pg = page_alloc(h, cls, &adopted);
     if (pg != nullptr) {

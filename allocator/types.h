@@ -248,6 +248,11 @@ struct Heap {
   uint64_t hook_era_ = 0;      // the era at the last g_alloc_hook call (deferred free)
   PageList avail_[kNumClasses];  // pages that may have free blocks (cur_ is the head)
   PageList full_[kNumClasses];   // pages found full
+  // The deep scan of full_ before a fresh page (find_page) looks at kFullScanDeep >> this
+  // many pages: a scan that found no freed block halves the next one, one that found one
+  // restores it. A batch of 1,000 16 KiB blocks (4 to a page, freed only locally, in
+  // pages that then empty) looked at 64 full pages for every fourth malloc: 60% of its time.
+  uint8_t full_scan_shift_[kNumClasses] = {};
   PageList free_dirty_[2];       // empty pages, not purged, oldest first (small, medium)
   PageList free_clean_[2];       // empty pages, purged
   Segment* segments_ = nullptr;  // small and medium segments this heap owns

@@ -794,3 +794,56 @@ TEST(Page, CallocAfterAHugeBlockShrankToOneSegment) {
     }
   }).join();
 }
+
+// find_page's deep scan of full pages shrinks while it finds nothing (a thread that only
+// allocates: 64 pages looked at per fresh page was most of a batch of 16 KiB blocks' time)
+// and must grow back once full pages get frees: here another thread frees every block of
+// one full page in 16, after a phase that left the scan at its shallowest. The owner's next
+// mallocs must come from those pages, not from fresh ones. Without the scan's reset on a
+// find, a 4-page scan met a freed page once per 16 pages and carved three fresh pages in
+// between (about 48 of 64 blocks fresh).
+TEST(Page, RemoteFreesIntoFullPagesAreFoundAfterTheFullScanShrank) {
+  constexpr size_t kSize = 16384;  // small pages of 64 KiB: 4 blocks each
+  constexpr int kPages = 256, kPer = 4, kEvery = 16;
+  std::thread([&] {
+    std::vector<void*> a;
+    for (int i = 0; i < kPages * kPer; ++i) {
+      a.push_back(wfmm_malloc(kSize));
+      fill(a.back(), 64, i);
+    }
+    // Pages in the order their first block was handed out.
+    std::vector<uintptr_t> order;
+    for (void* p : a) {
+      uintptr_t pg = reinterpret_cast<uintptr_t>(p) >> 16;
+      if (std::find(order.begin(), order.end(), pg) == order.end()) order.push_back(pg);
+    }
+    std::vector<void*> freed;
+    for (size_t k = kEvery - 1; k < order.size(); k += kEvery)
+      for (void* p : a)
+        if (reinterpret_cast<uintptr_t>(p) >> 16 == order[k]) freed.push_back(p);
+    ASSERT_GE(freed.size(), size_t(kPages / kEvery - 2) * kPer);
+    std::thread([&] {
+      for (void* p : freed) wfmm_free(p);  // remote frees into the owner's full pages
+    }).join();
+    std::sort(freed.begin(), freed.end());
+    std::vector<void*> b;
+    int fresh = 0;
+    for (size_t i = 0; i < freed.size(); ++i) {
+      b.push_back(wfmm_malloc(kSize));
+      fill(b.back(), 64, 100000 + int(i));
+      if (!std::binary_search(freed.begin(), freed.end(), b.back())) ++fresh;
+    }
+    EXPECT_LE(fresh, 6 * kPer) << "full pages with free blocks were passed over for fresh ones";
+    EXPECT_HEAP_VALID();
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (std::binary_search(freed.begin(), freed.end(), a[i])) continue;
+      ASSERT_TRUE(check(a[i], 64, int(i)));
+      wfmm_free(a[i]);
+    }
+    for (size_t i = 0; i < b.size(); ++i) {
+      ASSERT_TRUE(check(b[i], 64, 100000 + int(i)));
+      wfmm_free(b[i]);
+    }
+    EXPECT_HEAP_VALID();
+  }).join();
+}
