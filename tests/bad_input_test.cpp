@@ -87,7 +87,8 @@ TEST(BadInputDeath, DoubleFreeOnAPageTakenBackWhole) {
   EXPECT_DEATH(
       {
         std::vector<void*> a;
-        for (int i = 0; i < 64 * 3; ++i) a.push_back(wfmm_malloc(1000));  // 3 pages of 64 (class 1024)
+        // 3 pages of 64 blocks (class 1024)
+        for (int i = 0; i < 64 * 3; ++i) a.push_back(wfmm_malloc(1000));
         void* hold = wfmm_malloc(1000);
         for (void* p : a) wfmm_free(p);  // the three pages empty: lists kept
         // The hold page's 63, then the last page freed (the hottest) whole, then one block
