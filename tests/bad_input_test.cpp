@@ -137,19 +137,19 @@ TEST(BadInputDeath, DoubleFreeLargeAndHuge) {
       "wfmm: free: double free of 0x");
 }
 
-// Above the 64 MiB huge-segment cache a freed huge block is unmapped at once: its second
+// Above the 128 MiB huge-segment cache a freed huge block is unmapped at once: its second
 // free finds no map entry and is still named a double free.
 TEST(BadInputDeath, DoubleFreeHugeUnmapped) {
   EXPECT_DEATH(
       {
-        void* p = wfmm_malloc(size_t(100) << 20);
+        void* p = wfmm_malloc(size_t(200) << 20);
         wfmm_free(p);
         wfmm_free(p);
       },
       "wfmm: free: double free of 0x");
   EXPECT_DEATH(
       {
-        void* p = wfmm_malloc(size_t(100) << 20);
+        void* p = wfmm_malloc(size_t(200) << 20);
         wfmm_free(p);
         wfmm_realloc(p, 10);
       },
@@ -157,9 +157,9 @@ TEST(BadInputDeath, DoubleFreeHugeUnmapped) {
   // A huge block moved by realloc (mremap) leaves its old address unmapped.
   EXPECT_DEATH(
       {
-        void* p = wfmm_malloc(size_t(100) << 20);
-        void* keep = wfmm_malloc(size_t(100) << 20);  // likely stops an in-place growth
-        void* q = wfmm_realloc(p, size_t(300) << 20);
+        void* p = wfmm_malloc(size_t(200) << 20);
+        void* keep = wfmm_malloc(size_t(200) << 20);  // likely stops an in-place growth
+        void* q = wfmm_realloc(p, size_t(500) << 20);
         if (q == p) {
           wfmm_free(q);
           q = nullptr;  // grew in place: free it twice instead
