@@ -294,7 +294,8 @@ Segment* segment_alloc(SegmentKind kind, size_t size) {
   // resident pages: the smallest that fits (given back down to the request when it is more
   // than four times as big), else the largest smaller one, grown by mremap (its pages move
   // with it; only the extension is new memory).
-  Segment* s = size == kSegmentSize ? cache_take(size, size) : cache_take(size, ~size_t(0), kSegmentSize + 1);
+  Segment* s = size == kSegmentSize ? cache_take(size, size)
+                                     : cache_take(size, ~size_t(0), kSegmentSize + 1);
   if (s != nullptr && s->size_ != size && (s->size_ < size || s->size_ > 4 * size)) {
     Segment* r = segment_resize(s, size);
     if (r == nullptr) {
