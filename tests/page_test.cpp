@@ -769,6 +769,37 @@ TEST(Page, SegmentCacheIsBoundedByResidentBytes) {
   wfmm_option_set("purge_delay_ms", 50);
 }
 
+// Freed huge blocks stay in the segment cache up to 128 MiB of them (malloc-large replaced
+// blocks of 2-20 MiB and, with 64 MiB, mapped and faulted in most of them fresh), and the
+// next huge malloc of a cached size takes one back. Beyond the cap a freed block is
+// unmapped.
+TEST(Page, HugeSegmentCacheHoldsUpTo128MiB) {
+  ASSERT_EQ(wfmm_option_set("purge_delay_ms", 3600000), 0);  // nothing expires meanwhile
+  wfmm_collect(1);  // start from an empty cache
+  wfmm_stats st;
+  wfmm_stats_get(&st);
+  const uint64_t base = st.segments_cached;
+  const size_t n = size_t(40) << 20;  // a 42 MiB mapping each: three fit 128 MiB, not 64
+  std::vector<void*> blocks;
+  for (int i = 0; i < 4; ++i) {
+    void* p = wfmm_malloc(n);
+    ASSERT_NE(p, nullptr);
+    blocks.push_back(p);
+  }
+  for (void* p : blocks) wfmm_free(p);
+  wfmm_stats_get(&st);
+  EXPECT_EQ(st.segments_cached - base, 3u) << "three 42 MiB huge segments fit the cache";
+  void* again = wfmm_malloc(n);
+  ASSERT_NE(again, nullptr);
+  EXPECT_NE(std::find(blocks.begin(), blocks.end(), again), blocks.end())
+      << "a cached huge segment is taken back";
+  wfmm_stats_get(&st);
+  EXPECT_EQ(st.segments_cached - base, 2u);
+  wfmm_free(again);
+  wfmm_collect(1);
+  wfmm_option_set("purge_delay_ms", 50);
+}
+
 // A huge block (its own mapping, fresh: all of it read zero once) that realloc shrinks to
 // exactly one standard segment's size becomes a 4 MiB segment of kind huge; freed, it goes
 // to the thread's large stash or the cache and comes back as a large (or small) segment.
