@@ -240,8 +240,7 @@ void page_init(Heap* h, Page* pg, unsigned cls) {
   // The same class again on a page whose blocks are all still on its lists: take them as
   // they are (key, capacity, lists), with no carving. A batch of 1,000 256-byte blocks
   // emptied and re-carved four pages per round: page_extend was 13% of its profile.
-  // Small blocks only (kKeptListsMax; larger ones, a kept list hands out in the reverse of
-  // address order every other round).
+  // Small blocks only (kKeptListsMax: config.h says why).
   bool keep = pg->lists_kept_ && pg->class_ == cls && !pg->purged_ && bs <= kKeptListsMax;
   pg->lists_kept_ = false;
   WFMM_ASSERT(pg->used_ == 0 && pg->pops_ == 0 && pg->used_fold_ == 0);  // folded when freed
