@@ -38,8 +38,8 @@ void* large_alloc(size_t n, size_t align) {
   size_t need = kHeaderSize + slack + usable;
   if (need < usable || usable > kMaxAllocSize) return nullptr;
   SegmentKind kind = need <= kSegmentSize ? SegmentKind::kLarge : SegmentKind::kHuge;
-  // Huge mappings end at a 2 MiB boundary: their tail is a huge page too (segment_alloc
-  // asks for them), instead of up to 511 small ones faulted one by one.
+  // Huge mappings end at a 2 MiB boundary: with huge pages (WFMM_HUGE_PAGES=huge) their tail
+  // is a huge page too, instead of up to 511 small ones faulted one by one.
   size_t size = kind == SegmentKind::kLarge ? kSegmentSize : round_huge(need);
   if ((size >> kSegmentShift) >= kMaxMappingSegments) return nullptr;
   Heap* h = t_heap;

@@ -30,8 +30,8 @@ const OptionDesc kOptionDesc[unsigned(Opt::kCount)] = {
      "retire accepts blocks of another malloc: 0 or 'off', 1 or 'on', 2 or 'auto' (only when "
      "wfmm is not the process's malloc: ASan, TSan, valgrind)"},
     {"huge_pages", 2, 0, 2,
-     "transparent huge pages: 0 or 'off', 1 or 'huge' (huge blocks only), 2 or 'auto' (also "
-     "small and medium segments once 32 MiB have been in use at once)"},
+     "transparent huge pages: 0 or 'off', 1 or 'huge' (huge blocks only), 2 or 'auto' (small "
+     "and medium segments once 32 MiB of small and medium blocks have been in use at once)"},
 };
 
 std::atomic<long> g_option_value[unsigned(Opt::kCount)] = {

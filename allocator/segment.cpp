@@ -310,21 +310,23 @@ Segment* segment_alloc(SegmentKind kind, size_t size) {
   } else {
     void* p = os::map_aligned(size, kSegmentSize);
     if (p == nullptr) return nullptr;
-    // Transparent huge pages (WFMM_HUGE_PAGES). A huge block (over 4 MiB) is one mapping of
-    // its own, mostly written whole: 2 MiB pages fault it in 512 times less often
-    // (malloc-large: 116k faults to a few hundred) and spare the TLB. Under 'auto' (the
-    // default) small and medium segments get them too once kThpAfterBytes have been in use
-    // at once: a program that uses that much memory fills its segments, and on a VM whose
-    // page faults are dear 4 KiB faults were a quarter of test-stress's and rptest's time.
-    // In use, not mapped: many threads with a small live set each (test-stress-t16: 9 MiB in
-    // use, 180 MiB mapped) map many segments and fill none, and 2 MiB faults made their
-    // peak RSS 1.3x. Purging a 64 KiB page splits its huge page (the rest stays resident).
-    // A small program keeps 4 KiB pages and its RSS; large segments (one block of
-    // 128 KiB..4 MiB) always do (with huge pages mstress-t2's peak RSS tripled).
+    // Transparent huge pages (WFMM_HUGE_PAGES). Under 'auto' (the default) small and medium
+    // segments get them once kThpAfterBytes of small and medium blocks have been in use at
+    // once: a program that uses that much memory fills its segments, and on a VM whose page
+    // faults are dear 4 KiB faults were a quarter of test-stress's and rptest's time. In use,
+    // not mapped: many threads with a small live set each (test-stress-t16: 9 MiB in use, 180
+    // MiB mapped) map many segments and fill none, and 2 MiB faults made their peak RSS 1.3x.
+    // Purging a 64 KiB page splits its huge page (the rest stays resident). A small program
+    // keeps 4 KiB pages and its RSS. Large and huge blocks keep 4 KiB pages under 'auto': programs
+    // touch big buffers sparsely (GNU sort's output buffers, xz's match finders: peak RSS
+    // 1.5-2x with 2 MiB faults; with huge pages mstress-t2's large blocks tripled its RSS).
+    // 'huge' advises huge blocks (over 4 MiB), which malloc-large (written whole, fresh
+    // mappings) faulted in 512 times less often, and which the segment cache now mostly
+    // serves from resident pages instead (WFMM_HUGE_PAGES=auto: same time, 0.97x RSS).
     long thp = option(Opt::kHugePages);
-    if ((thp >= 1 && kind == SegmentKind::kHuge) ||
-        (thp == 2 && kind != SegmentKind::kLarge &&
-         g_in_use_peak.load(std::memory_order_relaxed) >= kThpAfterBytes))
+    if ((thp == 1 && kind == SegmentKind::kHuge) ||
+        (thp == 2 && (kind == SegmentKind::kSmall || kind == SegmentKind::kMedium) &&
+         g_paged_in_use_peak.load(std::memory_order_relaxed) >= kThpAfterBytes))
       os::advise_huge_pages(p, size);
     s = static_cast<Segment*>(p);
     fresh = true;

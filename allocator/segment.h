@@ -10,6 +10,8 @@ namespace wfmm {
 extern std::atomic<int64_t> g_bytes_mapped;
 // The most bytes in use sampled so far (stats.cpp; sampled as committed memory grows).
 extern std::atomic<int64_t> g_in_use_peak;
+// Of those, bytes in small and medium blocks (the huge-page rule of segment_alloc).
+extern std::atomic<int64_t> g_paged_in_use_peak;
 extern std::atomic<int64_t> g_bytes_purged;  // mapped bytes currently purged (not committed)
 extern std::atomic<int64_t> g_segments_cached;
 // The most bytes committed (mapped - purged) at once, for statistics. Raised by
