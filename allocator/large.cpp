@@ -48,7 +48,7 @@ void* large_alloc(size_t n, size_t align) {
     s = segment_reuse(h->large_stash_, kind);
     h->large_stash_ = nullptr;
   } else {
-    s = segment_alloc(kind, size);
+    s = segment_alloc(kind, size, kind == SegmentKind::kLarge ? units_below(need) : ~uint64_t(0));
   }
   if (s == nullptr) return nullptr;
   uintptr_t base = reinterpret_cast<uintptr_t>(s);

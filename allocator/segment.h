@@ -23,8 +23,10 @@ void note_committed_peak();
 
 // A mapping of `size` bytes (kSegmentSize for small/medium/large; larger for huge), aligned
 // to kSegmentSize, registered in the segment map, header constructed for `kind`.
-// `extra_align` > 0 asks for that much slack for aligned huge blocks. Null on OOM.
-Segment* segment_alloc(SegmentKind kind, size_t size);
+// `units`: the 64 KiB units of a standard segment the caller will write (a large block's;
+// all of them for small and medium pages): a cached segment whose resident units fit them
+// best is taken. Null on OOM.
+Segment* segment_alloc(SegmentKind kind, size_t size, uint64_t units = ~uint64_t(0));
 // Resizes a huge segment's mapping (mremap: in place, or moved without copying) and its
 // map entries; returns its new address, or null with the segment untouched.
 Segment* segment_resize(Segment* s, size_t new_size);
