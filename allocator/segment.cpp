@@ -343,12 +343,12 @@ Segment* segment_alloc(SegmentKind kind, size_t size, uint64_t units) {
     // not mapped: many threads with a small live set each (test-stress-t16: 9 MiB in use, 180
     // MiB mapped) map many segments and fill none, and 2 MiB faults made their peak RSS 1.3x.
     // Purging a 64 KiB page splits its huge page (the rest stays resident). A small program
-    // keeps 4 KiB pages and its RSS. Large and huge blocks keep 4 KiB pages under 'auto': programs
-    // touch big buffers sparsely (GNU sort's output buffers, xz's match finders: peak RSS
-    // 1.5-2x with 2 MiB faults; with huge pages mstress-t2's large blocks tripled its RSS).
-    // 'huge' advises huge blocks (over 4 MiB), which malloc-large (written whole, fresh
-    // mappings) faulted in 512 times less often, and which the segment cache now mostly
-    // serves from resident pages instead (WFMM_HUGE_PAGES=auto: same time, 0.97x RSS).
+    // keeps 4 KiB pages and its RSS. Large and huge blocks keep 4 KiB pages under 'auto':
+    // programs touch big buffers sparsely (GNU sort's output buffers, xz's match finders:
+    // peak RSS 1.5-2x with 2 MiB faults; with huge pages mstress-t2's large blocks tripled
+    // its RSS). 'huge' advises huge blocks (over 4 MiB), which malloc-large (written whole,
+    // fresh mappings) faulted in 512 times less often, and which the segment cache now
+    // mostly serves from resident pages instead (under 'auto': same time, 0.98x RSS).
     long thp = option(Opt::kHugePages);
     if ((thp == 1 && kind == SegmentKind::kHuge) ||
         (thp == 2 && (kind == SegmentKind::kSmall || kind == SegmentKind::kMedium) &&
