@@ -141,6 +141,8 @@ Segment* cache_take(size_t lo, size_t hi, size_t grow_from = 0, uint64_t units =
   Segment** below = nullptr;
   uint64_t best_fit = ~uint64_t(0);
   bool standard = lo == kSegmentSize && hi == kSegmentSize;
+  // The best fit there can be: every unit it will write resident, no other one.
+  const uint64_t perfect = uint64_t(64 - __builtin_popcountll(units));
   Segment** pp = &g_cache.owned();
   // Bound: the cache holds at most option(kSegmentCache) (<= 1024) entries plus in-flight
   // pushes; we look at no more than 32 of them.
@@ -151,8 +153,7 @@ Segment* cache_take(size_t lo, size_t hi, size_t grow_from = 0, uint64_t units =
       if (fit < best_fit) {
         best = pp;
         best_fit = fit;
-        if ((fit >> 8) == 0 && (fit & 0xff) == uint64_t(64 - __builtin_popcountll(units)))
-          break;  // every unit it will write is resident, and no other one
+        if (fit == perfect) break;
       }
       continue;
     }

@@ -257,7 +257,7 @@ void stats_print_xml(FILE* f) {
     large_count += st.malloc_large.load(std::memory_order_relaxed) -
                    st.free_large.load(std::memory_order_relaxed);
     large_bytes += st.malloc_large_bytes.load(std::memory_order_relaxed) -
-                     st.free_large_bytes.load(std::memory_order_relaxed);
+                   st.free_large_bytes.load(std::memory_order_relaxed);
   };
   add(&g_empty_heap);
   // Bound: the heaps ever created; a heap still being registered ends the walk (its
