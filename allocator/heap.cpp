@@ -223,6 +223,27 @@ void page_extend(Page* pg) {
   pg->xspan_.store(pg->capacity_ * pg->block_size_, std::memory_order_relaxed);
 }
 
+}  // namespace
+
+// Reached once per list end of a page with one block in use. free_ is empty (the pop took
+// its last block). Carved blocks read zero, but b may not, and calloc reads the flag after
+// the pop: it is false either way.
+WFMM_NOINLINE void* malloc_list_cycle(Heap* h, Page* pg, Block* b) {
+  if (pg->capacity_ < pg->reserved_ && pg->capacity_ < kCycleBlocks &&
+      uintptr_t(pg->capacity_) * pg->block_size_ < kCycleBytes) {
+    page_extend(pg);
+  } else {
+    pg->free_ = pg->local_free_;
+    pg->local_free_ = nullptr;
+  }
+  pg->free_is_zero_ = false;
+  if (WFMM_UNLIKELY(pg->pops_ >= kFoldPops)) page_fold(h, pg);
+  if (WFMM_UNLIKELY(g_track.load(std::memory_order_relaxed))) return malloc_birth(h, pg, b);
+  return b;
+}
+
+namespace {
+
 // ---------------------------------------------------------------- pages
 
 void page_init(Heap* h, Page* pg, unsigned cls) {

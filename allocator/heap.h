@@ -28,6 +28,11 @@ Block* free_link_bad(Page* pg, Block* b, uintptr_t link, const char* list);
 __attribute__((returns_nonnull)) void* malloc_link_slow(Heap* h, Page* pg, Block* b);
 // The rest of the pop when only b's birth era is to be recorded (its link passed the check).
 __attribute__((returns_nonnull)) void* malloc_birth(Heap* h, Page* pg, Block* b);
+// The rest of the pop of b when it ended free_ with only b in use (a malloc/free pair
+// loop) and freed blocks wait on local_free_: carves more blocks into free_ while the page
+// has fewer than kCycleBlocks blocks and kCycleBytes carved, else takes the freed ones.
+// Returns b.
+__attribute__((returns_nonnull)) void* malloc_list_cycle(Heap* h, Page* pg, Block* b);
 
 // ---- free-list links ----
 // Every link is checked before it is followed (malloc's pop, the local list once it
@@ -141,7 +146,10 @@ WFMM_INLINE void* heap_malloc_fast(size_t n) {
     // first), so the list's end costs one unusual branch here instead of one more there.
     // An empty local list leaves free_ empty, and its zero state stands (the next
     // page_extend sets it again): a page of 2 KiB blocks ends its list at every pop.
+    // A pair loop (only b in use) leaves by a tail call (a call here would give every
+    // malloc a stack frame).
     Block* l = pg->local_free_;
+    if (WFMM_UNLIKELY(pg->used_ == 1) && l != nullptr) return malloc_list_cycle(h, pg, b);
     pg->free_ = l;
     pg->local_free_ = nullptr;
     if (l != nullptr) pg->free_is_zero_ = false;

@@ -619,6 +619,56 @@ void expect_calloc_zero(size_t n, std::vector<void*>& out) {
 }
 }  // namespace
 
+// A malloc/free pair loop (one block in use when the list ends) gets more blocks carved,
+// up to kCycleBlocks, before its freed blocks are taken back (malloc_list_cycle): the list
+// ends a quarter as often for 256-byte blocks. The carve at a list end follows the pop of
+// a block that may be dirty (here: one recycled after a swap), so calloc must still clear
+// it. In a fresh process and thread: its 256-byte page is new.
+TEST(Page, PairLoopCarvesMoreBlocksAndCallocStillClears) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        int bad = 0;
+        size_t distinct = 0;
+        std::thread([&] {
+          constexpr size_t n = 256;
+          std::vector<void*> a;
+          for (int i = 0; i < 20; ++i) {  // two carves (32 blocks), 12 fresh left on free_
+            a.push_back(wfmm_malloc(n));
+            memset(a.back(), 0xab, n);
+          }
+          for (void* p : a) wfmm_free(p);  // 20 dirty on the local list
+          a.clear();
+          for (int i = 0; i < 12; ++i) {  // the last fresh one ends the list: 12 in use, swap
+            a.push_back(wfmm_malloc(n));
+            memset(a.back(), 0xab, n);
+          }
+          for (void* p : a) wfmm_free(p);
+          // The pair loop: 20 dirty blocks, then a list end with one in use (the carve).
+          std::vector<void*> seen;
+          for (int i = 0; i < 400; ++i) {
+            auto* p = static_cast<unsigned char*>(wfmm_calloc(1, n));
+            for (size_t j = 0; j < n; ++j) bad += p[j] != 0;
+            memset(p, 0xab, n);
+            if (std::find(seen.begin(), seen.end(), p) == seen.end()) seen.push_back(p);
+            wfmm_free(p);
+          }
+          distinct = seen.size();
+        }).join();
+        if (bad != 0) {
+          fprintf(stderr, "calloc returned %d non-zero bytes\n", bad);
+          _exit(1);
+        }
+        if (distinct != wfmm::kCycleBlocks) {
+          fprintf(stderr, "pair loop cycled through %zu blocks\n", distinct);
+          _exit(1);
+        }
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+  GTEST_FLAG_SET(death_test_style, "fast");
+}
+
 TEST(Page, CallocZeroesEveryRecycledBlockAndSkipsFreshOnes) {
   const size_t sizes[] = {16, 40, 256, 1000, 8192, 20000, 131072};
   for (long delay : {50L, 0L}) {  // 0: empty pages are purged at once, then reused
