@@ -878,7 +878,8 @@ TEST(Page, SegmentCacheIsBoundedByResidentBytes) {
   for (size_t n : {size_t(200000), size_t(4000000)}) {
     std::thread([&] {
       std::vector<void*> blocks;
-      for (int i = 0; i < 120; ++i) {  // 120 large blocks: one standard segment each
+      // Large blocks, one standard segment each: 120 small ones, 40 that fill theirs.
+      for (int i = 0; i < (n == 200000 ? 120 : 40); ++i) {
         void* p = wfmm_malloc(n);
         memset(p, 0x5a, n);
         blocks.push_back(p);
