@@ -59,12 +59,13 @@ inline constexpr unsigned kAddressBits = 47;
 inline constexpr size_t kExtendBytes = 4096;
 inline constexpr uint32_t kMinExtend = 4;  // blocks carved at least (bounded by the page)
 // A page whose list ends with only the block just taken in use (a malloc/free pair loop)
-// gets kExtendBytes more carved, up to kCycleBlocks and kCycleBytes in all, before its freed
-// blocks are taken back: with 4 KiB in circulation, 256-byte blocks ended the list every 16
-// pops, and each end cost about 45 cycles (MallocFreePair/256 6.6 ns, 5.9 with 16 KiB;
-// mimalloc 6.0). Carving 16 KiB for every page instead cost small programs 11% RSS
-// (sh6bench, sh8bench); 16 KiB of 16- or 64-byte blocks in circulation made their pair
-// loops slower (5.6 -> 5.9 ns: more lines cycled through).
+// gets kExtendBytes more carved while fewer than kCycleBlocks and kCycleBytes are (one carve
+// may pass them), before its freed blocks are taken back: with 4 KiB in circulation,
+// 256-byte blocks ended the list every 16 pops, and each end cost about 45 cycles
+// (MallocFreePair/256 6.6 ns, 5.9 with 16 KiB; mimalloc 6.0). Carving 16 KiB for every
+// page instead cost small programs 11% RSS (sh6bench, sh8bench); 16 KiB of 16- or 64-byte
+// blocks in circulation made their pair loops slower (5.6 -> 5.9 ns: more lines cycled
+// through).
 inline constexpr uint32_t kCycleBlocks = 64;
 inline constexpr size_t kCycleBytes = 16384;
 // Largest block whose emptied page, taken again for its class, keeps its free lists instead

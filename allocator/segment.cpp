@@ -441,6 +441,11 @@ void segment_release(Segment* s) {
   unmap_segment(s);
 }
 
+namespace {
+// Calls of segment_cache_expire that got the cache's consumer flag (written under it).
+unsigned g_expire_calls = 0;
+}  // namespace
+
 bool segment_cache_expire(bool force) {
   if (g_segments_cached.load(std::memory_order_relaxed) <= 0 || !g_cache.try_begin()) return false;
   g_cache.drain(force ? ~0u : kDrainBudget);
@@ -449,8 +454,15 @@ bool segment_cache_expire(bool force) {
   unsigned done = 0;
   Segment* expired = nullptr;
   Segment** pp = &g_cache.owned();
-  // Bound: kPurgeLimit unmaps and 64 inspections, unless force (then the whole cache).
-  for (unsigned i = 0; *pp != nullptr && (force || (done < kPurgeLimit && i < 64)); ++i) {
+  // Newest entries come first. Every 16th call looks past the first 64: with up to
+  // kCacheEntriesPerLimit x segment_cache entries, older ones behind 64 fresh ones would
+  // otherwise neither expire nor be taken (cache_take looks at 32) while a busy program
+  // keeps the head fresh, and their resident bytes would keep new segments out.
+  unsigned window = (++g_expire_calls & 15) == 0 ? ~0u : 64;
+  // Bound: kPurgeLimit unmaps, and 64 inspections (every 16th call the whole cache: at most
+  // kCacheEntriesPerLimit x segment_cache entries plus in-flight pushes), unless force
+  // (then the whole cache).
+  for (unsigned i = 0; *pp != nullptr && (force || (done < kPurgeLimit && i < window)); ++i) {
     Segment* s = *pp;
     if (force || now - s->freed_at_ms_ >= delay) {
       *pp = s->handoff_link;

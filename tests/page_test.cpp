@@ -884,7 +884,7 @@ TEST(Page, SegmentCacheIsBoundedByResidentBytes) {
         memset(p, 0x5a, n);
         blocks.push_back(p);
       }
-      for (void* p : blocks) wfmm_free(p);  // one goes to the thread's stash, 39 to the cache
+      for (void* p : blocks) wfmm_free(p);  // one goes to the thread's stash, the rest to the cache
     }).join();  // thread exit: the stash goes to the cache too
     wfmm_stats st;
     wfmm_stats_get(&st);
@@ -899,6 +899,42 @@ TEST(Page, SegmentCacheIsBoundedByResidentBytes) {
     }
     wfmm_collect(1);
   }
+  wfmm_option_set("purge_delay_ms", 50);
+}
+
+// Cached segments expire after the purge delay even behind more than 64 fresh ones (the
+// window an expiry looks at; every 16th looks at the whole cache): 30 old entries behind 70
+// re-cached ones. With the window alone they stayed while the head was fresh.
+TEST(Page, SegmentCacheExpiresEntriesBehindFreshOnes) {
+  constexpr long kDelay = 400;
+  ASSERT_EQ(wfmm_option_set("purge_delay_ms", kDelay), 0);
+  wfmm_collect(1);  // start from an empty cache
+  auto churn = [](int count) {
+    std::thread([count] {
+      std::vector<void*> blocks;
+      for (int i = 0; i < count; ++i) {  // one standard segment each, 320 KiB resident
+        void* p = wfmm_malloc(200000);
+        memset(p, 0x5a, 200000);
+        blocks.push_back(p);
+      }
+      for (void* p : blocks) wfmm_free(p);
+    }).join();
+  };
+  churn(100);  // 100 cached entries
+  wfmm_stats st;
+  wfmm_stats_get(&st);
+  ASSERT_GE(st.segments_cached, 99u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(kDelay + 100));
+  auto fresh_at = std::chrono::steady_clock::now();
+  churn(70);  // 70 of them taken and cached again: fresh, at the head; 30 old behind
+  for (int i = 0; i < 256; ++i) wfmm_collect(0);
+  bool quick = std::chrono::steady_clock::now() - fresh_at < std::chrono::milliseconds(kDelay / 2);
+  wfmm_stats_get(&st);
+  EXPECT_LE(st.segments_cached, 70u) << "old entries behind fresh ones did not expire";
+  if (quick) {
+    EXPECT_GE(st.segments_cached, 69u) << "fresh entries expired early";
+  }
+  wfmm_collect(1);
   wfmm_option_set("purge_delay_ms", 50);
 }
 
