@@ -50,6 +50,14 @@ std::atomic<int64_t> g_huge_cached_bytes{0};
 inline constexpr int64_t kHugeCacheBytes = int64_t(128) << 20;
 // Cache entries allowed per unit of option segment_cache (see g_cache_resident).
 inline constexpr long kCacheEntriesPerLimit = 16;
+
+// Takes s's share out of the cache's counters (s left the cache, or was refused by it).
+void cache_uncount(const Segment* s) {
+  g_segments_cached.fetch_sub(1, std::memory_order_relaxed);
+  g_cache_resident.fetch_sub(s->cached_resident_, std::memory_order_relaxed);
+  if (s->size_ > kSegmentSize)
+    g_huge_cached_bytes.fetch_sub(int64_t(s->size_), std::memory_order_relaxed);
+}
 // Abandoned segments (live blocks, no owner). Several lists: with one, an adopter that found
 // its consumer flag taken mapped a fresh segment instead; under thread churn those took
 // long-lived blocks too and seldom emptied, so mapped memory ratcheted up with every miss.
@@ -179,10 +187,7 @@ Segment* cache_take(size_t lo, size_t hi, size_t grow_from = 0, uint64_t units =
   }
   g_cache.end();
   if (found != nullptr) {
-    g_segments_cached.fetch_sub(1, std::memory_order_relaxed);
-    g_cache_resident.fetch_sub(found->cached_resident_, std::memory_order_relaxed);
-    if (found->size_ > kSegmentSize)
-      g_huge_cached_bytes.fetch_sub(int64_t(found->size_), std::memory_order_relaxed);
+    cache_uncount(found);
     // Its purged pages are committed again as soon as they are touched: count them back.
     int64_t purged = 0;
     for (unsigned i = 0; i < kMaxPagesPerSegment; ++i)
@@ -402,12 +407,7 @@ void segment_release(Segment* s) {
   s->xowner_.store(nullptr, std::memory_order_relaxed);
   s->zero_units_ = zero_units_of(s);  // before the page descriptors are cleared
   // A stale free into a cached segment must find no block: clear every page descriptor.
-  for (unsigned i = 0; i < s->page_count_; ++i) {
-    Page& pg = s->pages_[i];
-    pg.block_size_ = 0;
-    pg.xspan_.store(0, std::memory_order_relaxed);
-    pg.xheap_.store(nullptr, std::memory_order_relaxed);
-  }
+  segment_clear_pages(s);
   long limit = option(Opt::kSegmentCache);
   bool cacheable = option(Opt::kPurgeDelayMs) > 0;
   bool huge = s->size_ > kSegmentSize;
@@ -434,9 +434,7 @@ void segment_release(Segment* s) {
       g_cache.push(s);
       return;
     }
-    g_segments_cached.fetch_sub(1, std::memory_order_relaxed);
-    g_cache_resident.fetch_sub(s->cached_resident_, std::memory_order_relaxed);
-    if (huge) g_huge_cached_bytes.fetch_sub(int64_t(s->size_), std::memory_order_relaxed);
+    cache_uncount(s);
   }
   unmap_segment(s);
 }
@@ -467,10 +465,7 @@ bool segment_cache_expire(bool force) {
     if (force || now - s->freed_at_ms_ >= delay) {
       *pp = s->handoff_link;
       --g_cache.owned_count();
-      g_segments_cached.fetch_sub(1, std::memory_order_relaxed);
-      g_cache_resident.fetch_sub(s->cached_resident_, std::memory_order_relaxed);
-      if (s->size_ > kSegmentSize)
-        g_huge_cached_bytes.fetch_sub(int64_t(s->size_), std::memory_order_relaxed);
+      cache_uncount(s);
       s->handoff_link = expired;
       expired = s;
       ++done;
