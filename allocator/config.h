@@ -88,6 +88,11 @@ inline constexpr unsigned kAdoptLimit = 4;
 inline constexpr unsigned kCollectAdopt = 1024;
 // How many expired empty pages one slow-path call purges.
 inline constexpr unsigned kPurgeLimit = 4;
+// The purge delay doubles (up to 1 << kPurgeStretchMax times the option's) when memory is
+// needed again within one delay of being given back, and halves again after
+// kPurgeCalmDelays option delays without such a regret (segment.cpp, purge_delay_ms).
+inline constexpr uint8_t kPurgeStretchMax = 3;
+inline constexpr uint64_t kPurgeCalmDelays = 16;
 // WFMM_HUGE_PAGES=auto: small and medium segments mapped once this much has been in use at
 // once get transparent huge pages (segment.cpp, segment_alloc). 32 MiB: alloc-test (50 MiB
 // in use) keeps them; test-stress, mstress, larson, thread-churn (4-10 MiB in use over

@@ -331,6 +331,8 @@ Page* page_alloc(Heap* h, unsigned cls, bool* adopted) {
       queue_move(h, p, PageQueue::kFreeClean, false);
     }
     pg = h->free_clean_[k].head;
+  } else if (pg->purged_) {
+    purge_regret(pg->freed_at_ms_, os::now_ms());  // faulted in again: too early a purge?
   }
   queue_move(h, pg, PageQueue::kNone, false);
   page_init(h, pg, cls);

@@ -22,6 +22,7 @@ void page_purge(Segment* s, Page* pg) {
   pg->free_ = pg->local_free_ = nullptr;
   if (os::purge(reinterpret_cast<void*>(from), area)) {
     pg->purged_ = true;
+    pg->freed_at_ms_ = os::now_ms();  // the purge's time, for purged_page_taken
     pg->zero_ = true;  // private anonymous memory reads zero after MADV_DONTNEED
     pg->touched_ = 0;
     g_bytes_purged.fetch_add(int64_t(area), std::memory_order_relaxed);

@@ -67,15 +67,13 @@ bool release_large_stash(Heap* h) {
 // Purges empty pages whose delay has passed; releases segments left with no used page.
 // Bound: kPurgeLimit pages.
 void housekeeping(Heap* h) {
-  if (h->large_stash_ != nullptr &&
-      os::now_ms() - h->large_stash_ms_ >= uint64_t(option(Opt::kPurgeDelayMs)))
-    release_large_stash(h);
+  uint64_t now = os::now_ms();
+  uint64_t delay = purge_delay_ms(now);
+  if (h->large_stash_ != nullptr && now - h->large_stash_ms_ >= delay) release_large_stash(h);
   if (h->free_dirty_[0].head == nullptr && h->free_dirty_[1].head == nullptr) {
     segment_cache_expire(false);
     return;
   }
-  uint64_t now = os::now_ms();
-  uint64_t delay = uint64_t(option(Opt::kPurgeDelayMs));
   unsigned done = 0;
   for (unsigned k = 0; k < 2; ++k) {
     while (done < kPurgeLimit) {
@@ -111,7 +109,7 @@ void adopt(Heap* h, Segment* s) {
     pg->queue_ = PageQueue::kNone;
     pg->next_ = pg->prev_ = nullptr;
     if (pg->block_size_ == 0) {
-      pg->freed_at_ms_ = now;
+      if (!pg->purged_) pg->freed_at_ms_ = now;  // (a purged page keeps its purge's time)
       queue_move(h, pg, pg->purged_ ? PageQueue::kFreeClean : PageQueue::kFreeDirty, false);
       continue;
     }
@@ -489,13 +487,14 @@ bool collect(bool force) {
   if (h != &g_empty_heap && release_large_stash(h)) released = true;
   if (h != &g_empty_heap) {
     // Bound: the pages of this heap, each collected and possibly purged once.
+    uint64_t delay = purge_delay_ms(os::now_ms());
     for (Segment* s = h->segments_; s != nullptr;) {
       Segment* next = s->next_;
       free_empty_pages(h, s, !force);
       for (unsigned i = s->first_page_; i < s->page_count_; ++i) {
         Page* pg = &s->pages_[i];
         if (pg->queue_ == PageQueue::kFreeDirty &&
-            (force || os::now_ms() - pg->freed_at_ms_ >= uint64_t(option(Opt::kPurgeDelayMs)))) {
+            (force || os::now_ms() - pg->freed_at_ms_ >= delay)) {
           page_purge(s, pg);
           queue_move(h, pg, PageQueue::kFreeClean, false);
           released = true;

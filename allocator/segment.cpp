@@ -12,6 +12,54 @@ namespace wfmm {
 
 std::atomic<int64_t> g_bytes_mapped{0};
 std::atomic<int64_t> g_bytes_purged{0};
+
+namespace {
+// The purge delay's stretch, a shift of the option's delay, and when it last changed.
+// Relaxed loads and stores, no read-modify-write: two threads changing it at once lose one
+// change (a doubling or a halving the next regret or calm makes again).
+std::atomic<uint8_t> g_purge_stretch{0};
+std::atomic<uint64_t> g_purge_changed_ms{0};
+// The option's value the stretch applies to: a new value (wfmm_option_set) starts afresh.
+std::atomic<uint64_t> g_purge_base{50};
+// When segment_cache_expire last unmapped an idle cached segment: a fresh mapping within
+// one delay of it is a regret.
+std::atomic<uint64_t> g_cache_expired_ms{0};
+}  // namespace
+
+uint64_t purge_delay_ms(uint64_t now) {
+  uint64_t base = uint64_t(option(Opt::kPurgeDelayMs));
+  unsigned k = g_purge_stretch.load(std::memory_order_relaxed);
+  if (WFMM_UNLIKELY(base != g_purge_base.load(std::memory_order_relaxed))) {
+    // Unstretched, and no regret for one delay: memory purged under the old value is not
+    // this one's to judge.
+    g_purge_base.store(base, std::memory_order_relaxed);
+    g_purge_stretch.store(0, std::memory_order_relaxed);
+    g_purge_changed_ms.store(now, std::memory_order_relaxed);
+    return base;
+  }
+  if (k != 0 && now - g_purge_changed_ms.load(std::memory_order_relaxed) >=
+                    base * kPurgeCalmDelays) {
+    g_purge_stretch.store(uint8_t(--k), std::memory_order_relaxed);
+    g_purge_changed_ms.store(now, std::memory_order_relaxed);
+  }
+  return base << k;
+}
+
+// Purged pages taken back in the same scheduling swing (deferred free's batches, freed when
+// a preempted thread runs again) were faulted in again: alloc-test-t4 under deferred free
+// made 2.1k madvise calls (immediate free: 89) and 0.45-0.57 s of system time per run;
+// with the stretch 0.7k and 0.22-0.32 s (wall 1.41-1.47 -> 1.30-1.35 s).
+void purge_regret(uint64_t given_ms, uint64_t now) {
+  uint64_t delay = purge_delay_ms(now);
+  // At most one doubling per delay: a hundred pages taken back together are one regret.
+  if (now - given_ms >= delay ||
+      now - g_purge_changed_ms.load(std::memory_order_relaxed) < delay)
+    return;
+  unsigned k = g_purge_stretch.load(std::memory_order_relaxed);
+  if (k < kPurgeStretchMax) g_purge_stretch.store(uint8_t(k + 1), std::memory_order_relaxed);
+  g_purge_changed_ms.store(now, std::memory_order_relaxed);
+}
+
 std::atomic<int64_t> g_bytes_committed_peak{0};
 
 void stats_sample_in_use(int64_t committed);  // stats.cpp
@@ -190,9 +238,17 @@ Segment* cache_take(size_t lo, size_t hi, size_t grow_from = 0, uint64_t units =
     cache_uncount(found);
     // Its purged pages are committed again as soon as they are touched: count them back.
     int64_t purged = 0;
-    for (unsigned i = 0; i < kMaxPagesPerSegment; ++i)
-      if (found->pages_[i].purged_) purged += int64_t(page_area(found, &found->pages_[i]));
-    if (purged != 0) g_bytes_purged.fetch_sub(purged, std::memory_order_relaxed);
+    uint64_t last_purge = 0;
+    for (unsigned i = 0; i < kMaxPagesPerSegment; ++i) {
+      const Page& pg = found->pages_[i];
+      if (!pg.purged_) continue;
+      purged += int64_t(page_area(found, &pg));
+      if (pg.freed_at_ms_ > last_purge) last_purge = pg.freed_at_ms_;
+    }
+    if (purged != 0) {
+      g_bytes_purged.fetch_sub(purged, std::memory_order_relaxed);
+      purge_regret(last_purge, os::now_ms());
+    }
   }
   return found;
 }
@@ -345,6 +401,7 @@ Segment* segment_alloc(SegmentKind kind, size_t size, uint64_t units) {
   if (s != nullptr) {
     size = s->size_;
   } else {
+    purge_regret(g_cache_expired_ms.load(std::memory_order_relaxed), os::now_ms());
     void* p = os::map_aligned(size, kSegmentSize);
     if (p == nullptr) return nullptr;
     // Transparent huge pages (WFMM_HUGE_PAGES). Under 'auto' (the default) small and medium
@@ -448,7 +505,7 @@ bool segment_cache_expire(bool force) {
   if (g_segments_cached.load(std::memory_order_relaxed) <= 0 || !g_cache.try_begin()) return false;
   g_cache.drain(force ? ~0u : kDrainBudget);
   uint64_t now = os::now_ms();
-  uint64_t delay = uint64_t(option(Opt::kPurgeDelayMs));
+  uint64_t delay = purge_delay_ms(now);
   unsigned done = 0;
   Segment* expired = nullptr;
   Segment** pp = &g_cache.owned();
@@ -474,6 +531,7 @@ bool segment_cache_expire(bool force) {
     }
   }
   g_cache.end();
+  if (expired != nullptr && !force) g_cache_expired_ms.store(now, std::memory_order_relaxed);
   // Unmapped after the flag is given back: cache_take waits for the flag (briefly), never
   // for a system call.
   while (Segment* s = expired) {

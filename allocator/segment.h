@@ -41,6 +41,12 @@ void segment_abandon(Segment* s);
 // Takes one abandoned segment, oldest first, trying each list from `start` on (a list whose
 // flag another adopter holds is skipped). Null if none could be taken.
 Segment* segment_take_abandoned(unsigned start);
+// The purge delay now, in ms: the option's, stretched while memory given back was soon
+// needed again (purge_regret). Every purge of empty pages and cached segments waits this.
+uint64_t purge_delay_ms(uint64_t now);
+// Memory given back at given_ms (a page's purge, a cached segment's expiry) is needed again
+// now: if that was within one delay, the delay doubles (at most once per delay).
+void purge_regret(uint64_t given_ms, uint64_t now);
 // Unmaps cached segments idle longer than the purge delay (all of them if force). Bound:
 // kPurgeLimit unmaps per call unless force. True if anything was unmapped.
 bool segment_cache_expire(bool force);

@@ -97,7 +97,7 @@ struct Page {
   uint32_t reserved_ = 0;  // blocks that fit in the page
   Page* next_ = nullptr;   // queue links (owner)
   Page* prev_ = nullptr;
-  uint64_t freed_at_ms_ = 0;
+  uint64_t freed_at_ms_ = 0;  // a free page: since when it is empty, or purged once it is
   bool purged_ = false;
   // The page's area past capacity_ (all of it while the page is free) reads zero: set when
   // the segment is fresh from the kernel or the page was purged (MADV_DONTNEED), cleared

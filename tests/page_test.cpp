@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "heap.h"
+#include "os/os.h"
+#include "segment.h"
 #include "test_util.h"
 #include "wfmm/wfmm.h"
 
@@ -602,6 +604,80 @@ TEST(Page, EmptyPagesArePurgedOnlyAfterTheDelay) {
   EXPECT_LT(later.bytes_committed + (6u << 20), full.bytes_committed);
   EXPECT_HEAP_VALID();
   wfmm_option_set("purge_delay_ms", 50);
+}
+
+// Memory faulted back in soon after its purge (a program whose use swings on a longer period
+// than the purge delay) stretches the delay: doubled once per delay however many pages come
+// back (purge_regret), so the next round's empty pages stay committed past the option's
+// delay and are given back after the doubled one; a calm of kPurgeCalmDelays option delays
+// halves it again. In a fresh process: the stretch is process-wide.
+namespace {
+const char* purge_stretch_scenario() {
+  if (wfmm_option_set("purge_delay_ms", 200) != 0) return "option not set";
+  auto committed = [] {
+    wfmm_stats st;
+    wfmm_stats_get(&st);
+    return st.bytes_committed;
+  };
+  auto delay = [] { return wfmm::purge_delay_ms(wfmm::os::now_ms()); };
+  auto sleep_ms = [](int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); };
+  const char* why = nullptr;
+  auto fail = [&](const char* w) {
+    if (why == nullptr) why = w;  // the first failure
+  };
+  // One round: 8 MB of 200-byte blocks written, then checked and freed; `full`: committed
+  // bytes while they were live.
+  auto round = [&](uint64_t seed, uint64_t* full) {
+    std::vector<void*> ps;
+    for (int i = 0; i < 40000; ++i) {
+      void* p = wfmm_malloc(200);
+      fill(p, 200, seed + uint64_t(i));
+      ps.push_back(p);
+    }
+    *full = committed();
+    for (size_t i = 0; i < ps.size(); ++i) {
+      if (!check(ps[i], 200, seed + i)) fail("a block's contents changed");
+      wfmm_free(ps[i]);
+    }
+  };
+  std::thread([&] {
+    uint64_t full = 0;
+    round(1, &full);
+    sleep_ms(250);
+    wfmm_collect(0);
+    if (committed() + (6u << 20) >= full) fail("not purged after the delay");
+    if (delay() != 200) fail("stretched before any page came back");
+    round(2, &full);  // the purged pages again, within one delay of their purge
+    if (delay() != 400) fail("not doubled exactly once by the pages taken back together");
+    sleep_ms(250);  // past 200 ms, not 400
+    wfmm_collect(0);
+    if (committed() + (1u << 20) < full) fail("purged before the stretched delay");
+    sleep_ms(450);  // the pages and the segments cached at the last collect: past 400 ms
+    wfmm_collect(0);
+    if (committed() + (6u << 20) >= full) fail("not purged after the stretched delay");
+    if (const char* bad = heap_validate()) fail(bad);
+    // Calm: 16 option delays (here 16 x 20 ms) with nothing taken back halve it.
+    wfmm_option_set("purge_delay_ms", 20);
+    sleep_ms(400);
+    if (delay() != 20) fail("not halved after the calm");
+  }).join();
+  return why;
+}
+}  // namespace
+
+TEST(Page, MemoryTakenBackSoonAfterItsPurgeStretchesThePurgeDelay) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        const char* why = purge_stretch_scenario();
+        if (why != nullptr) {
+          fprintf(stderr, "%s\n", why);
+          _exit(1);
+        }
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+  GTEST_FLAG_SET(death_test_style, "fast");
 }
 
 // calloc skips its memset for blocks carved from zeroed memory (Page::free_is_zero_): every
