@@ -13,7 +13,7 @@ namespace wfmm {
 
 // ---------------------------------------------------------------- pages
 
-void page_purge(Segment* s, Page* pg) {
+void page_purge(Segment* s, Page* pg, bool forced) {
   size_t area = page_area(s, pg);
   uintptr_t page_base = reinterpret_cast<uintptr_t>(s) + (uintptr_t(pg->index_) << s->page_shift_);
   uintptr_t from =
@@ -22,7 +22,9 @@ void page_purge(Segment* s, Page* pg) {
   pg->free_ = pg->local_free_ = nullptr;
   if (os::purge(reinterpret_cast<void*>(from), area)) {
     pg->purged_ = true;
-    pg->freed_at_ms_ = os::now_ms();  // the purge's time, for purged_page_taken
+    // The purge's time, for purge_regret when the page is taken back (page_alloc, cache_take;
+    // adopt keeps it); 0 for a forced purge, which no delay decided.
+    pg->freed_at_ms_ = forced ? 0 : os::now_ms();
     pg->zero_ = true;  // private anonymous memory reads zero after MADV_DONTNEED
     pg->touched_ = 0;
     g_bytes_purged.fetch_add(int64_t(area), std::memory_order_relaxed);

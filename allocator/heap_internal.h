@@ -15,7 +15,8 @@ void page_collect(Page* pg);
 void segment_link(Heap* h, Segment* s);
 
 // ---- heap_free.cpp: free pages and segments, the list cut after corruption
-void page_purge(Segment* s, Page* pg);
+// forced: wfmm_collect(1) / malloc_trim, not the purge delay (purge_regret ignores it).
+void page_purge(Segment* s, Page* pg, bool forced = false);
 void segment_unlink(Heap* h, Segment* s);
 void segment_retire_if_empty(Heap* h, Segment* s);
 void page_reset_free(Segment* s, Page* pg);

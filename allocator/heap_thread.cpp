@@ -487,15 +487,15 @@ bool collect(bool force) {
   if (h != &g_empty_heap && release_large_stash(h)) released = true;
   if (h != &g_empty_heap) {
     // Bound: the pages of this heap, each collected and possibly purged once.
-    uint64_t delay = purge_delay_ms(os::now_ms());
+    uint64_t now = os::now_ms();
+    uint64_t delay = purge_delay_ms(now);
     for (Segment* s = h->segments_; s != nullptr;) {
       Segment* next = s->next_;
       free_empty_pages(h, s, !force);
       for (unsigned i = s->first_page_; i < s->page_count_; ++i) {
         Page* pg = &s->pages_[i];
-        if (pg->queue_ == PageQueue::kFreeDirty &&
-            (force || os::now_ms() - pg->freed_at_ms_ >= delay)) {
-          page_purge(s, pg);
+        if (pg->queue_ == PageQueue::kFreeDirty && (force || now - pg->freed_at_ms_ >= delay)) {
+          page_purge(s, pg, force);
           queue_move(h, pg, PageQueue::kFreeClean, false);
           released = true;
         }

@@ -37,6 +37,7 @@ const OptionDesc kOptionDesc[unsigned(Opt::kCount)] = {
 std::atomic<long> g_option_value[unsigned(Opt::kCount)] = {
     {0}, {0}, {0}, {50}, {16}, {110}, {64}, {16}, {0}, {0}, {0}, {0}, {2}, {2},
 };
+std::atomic<uint32_t> g_purge_delay_sets{0};
 
 namespace {
 
@@ -271,6 +272,7 @@ int option_set(const char* name, long value) {
     return -1;
   }
   g_option_value[i].store(value, std::memory_order_relaxed);
+  if (Opt(i) == Opt::kPurgeDelayMs) g_purge_delay_sets.fetch_add(1, std::memory_order_relaxed);
   return 0;
 }
 

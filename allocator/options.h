@@ -46,6 +46,9 @@ void options_load();
 void options_reset_for_test();
 // 0 on success; -1 for an unknown name or out-of-range value (errno = EINVAL).
 int option_set(const char* name, long value);
+// How many times purge_delay_ms was set at run time: a new setting starts the purge delay's
+// stretch afresh (segment.cpp, purge_delay_ms).
+extern std::atomic<uint32_t> g_purge_delay_sets WFMM_HIDDEN;
 // -1 with errno = EINVAL for an unknown name.
 long option_get(const char* name);
 // Writes "wfmm: option <name> = <value>" lines to stderr.

@@ -13,53 +13,6 @@ namespace wfmm {
 std::atomic<int64_t> g_bytes_mapped{0};
 std::atomic<int64_t> g_bytes_purged{0};
 
-namespace {
-// The purge delay's stretch, a shift of the option's delay, and when it last changed.
-// Relaxed loads and stores, no read-modify-write: two threads changing it at once lose one
-// change (a doubling or a halving the next regret or calm makes again).
-std::atomic<uint8_t> g_purge_stretch{0};
-std::atomic<uint64_t> g_purge_changed_ms{0};
-// The option's value the stretch applies to: a new value (wfmm_option_set) starts afresh.
-std::atomic<uint64_t> g_purge_base{50};
-// When segment_cache_expire last unmapped an idle cached segment: a fresh mapping within
-// one delay of it is a regret.
-std::atomic<uint64_t> g_cache_expired_ms{0};
-}  // namespace
-
-uint64_t purge_delay_ms(uint64_t now) {
-  uint64_t base = uint64_t(option(Opt::kPurgeDelayMs));
-  unsigned k = g_purge_stretch.load(std::memory_order_relaxed);
-  if (WFMM_UNLIKELY(base != g_purge_base.load(std::memory_order_relaxed))) {
-    // Unstretched, and no regret for one delay: memory purged under the old value is not
-    // this one's to judge.
-    g_purge_base.store(base, std::memory_order_relaxed);
-    g_purge_stretch.store(0, std::memory_order_relaxed);
-    g_purge_changed_ms.store(now, std::memory_order_relaxed);
-    return base;
-  }
-  if (k != 0 && now - g_purge_changed_ms.load(std::memory_order_relaxed) >=
-                    base * kPurgeCalmDelays) {
-    g_purge_stretch.store(uint8_t(--k), std::memory_order_relaxed);
-    g_purge_changed_ms.store(now, std::memory_order_relaxed);
-  }
-  return base << k;
-}
-
-// Purged pages taken back in the same scheduling swing (deferred free's batches, freed when
-// a preempted thread runs again) were faulted in again: alloc-test-t4 under deferred free
-// made 2.1k madvise calls (immediate free: 89) and 0.45-0.57 s of system time per run;
-// with the stretch 0.7k and 0.22-0.32 s (wall 1.41-1.47 -> 1.30-1.35 s).
-void purge_regret(uint64_t given_ms, uint64_t now) {
-  uint64_t delay = purge_delay_ms(now);
-  // At most one doubling per delay: a hundred pages taken back together are one regret.
-  if (now - given_ms >= delay ||
-      now - g_purge_changed_ms.load(std::memory_order_relaxed) < delay)
-    return;
-  unsigned k = g_purge_stretch.load(std::memory_order_relaxed);
-  if (k < kPurgeStretchMax) g_purge_stretch.store(uint8_t(k + 1), std::memory_order_relaxed);
-  g_purge_changed_ms.store(now, std::memory_order_relaxed);
-}
-
 std::atomic<int64_t> g_bytes_committed_peak{0};
 
 void stats_sample_in_use(int64_t committed);  // stats.cpp
@@ -74,6 +27,65 @@ void note_committed_peak() {
     g_bytes_committed_peak.compare_exchange_strong(peak, now, std::memory_order_relaxed);
     stats_sample_in_use(now);  // memory use grows: the in-use peak is sampled here
   }
+}
+
+// The purge delay's stretch. Purged pages taken back in the same scheduling swing (deferred
+// free's batches, freed when a preempted thread runs again) were faulted in again:
+// alloc-test-t4 under deferred free made 2.1k madvise calls (immediate free: 89) and 0.45-0.57
+// s of system time per run; with the stretch 0.7k and 0.22-0.32 s (wall 1.41-1.47 -> 1.30-1.35
+// s).
+namespace {
+// A shift of the option's delay, and when it last changed. Relaxed loads and stores, no
+// read-modify-write: two threads changing it at once lose one change (a doubling or a
+// halving the next regret or calm makes again); times are compared saturating, so a thread
+// whose clock reading is older than the last change sees no time passed.
+std::atomic<uint8_t> g_purge_stretch{0};
+std::atomic<uint64_t> g_purge_changed_ms{0};
+// The run-time setting of the option the stretch applies to (g_purge_delay_sets).
+std::atomic<uint32_t> g_purge_setting{0};
+// When segment_cache_expire last unmapped an idle standard segment: a fresh standard mapping
+// within one delay of it is a regret.
+std::atomic<uint64_t> g_cache_expired_ms{0};
+
+uint64_t ms_since(uint64_t then, uint64_t now) { return now > then ? now - then : 0; }
+}  // namespace
+
+uint64_t purge_delay_ms(uint64_t now) {
+  uint64_t base = uint64_t(option(Opt::kPurgeDelayMs));
+  uint32_t setting = g_purge_delay_sets.load(std::memory_order_relaxed);
+  if (WFMM_UNLIKELY(setting != g_purge_setting.load(std::memory_order_relaxed))) {
+    // A new setting: unstretched, and no regret for one delay (memory purged under the old
+    // one is not this one's to judge).
+    g_purge_setting.store(setting, std::memory_order_relaxed);
+    g_purge_stretch.store(0, std::memory_order_relaxed);
+    g_purge_changed_ms.store(now, std::memory_order_relaxed);
+    return base;
+  }
+  unsigned k = g_purge_stretch.load(std::memory_order_relaxed);
+  if (k != 0 && base != 0) {
+    // One halving per kPurgeCalmDelays option delays without a regret (a program that was
+    // idle for long comes back unstretched).
+    uint64_t calm = ms_since(g_purge_changed_ms.load(std::memory_order_relaxed), now) /
+                    (base * kPurgeCalmDelays);
+    if (calm != 0) {
+      k = calm >= k ? 0 : k - unsigned(calm);
+      g_purge_stretch.store(uint8_t(k), std::memory_order_relaxed);
+      g_purge_changed_ms.store(now, std::memory_order_relaxed);
+    }
+  }
+  return base << k;
+}
+
+void purge_regret(uint64_t given_ms, uint64_t now) {
+  if (given_ms == 0) return;  // a forced purge (malloc_trim, wfmm_collect(1)): no judgement
+  uint64_t delay = purge_delay_ms(now);
+  // At most one doubling per delay: a hundred pages taken back together are one regret.
+  if (ms_since(given_ms, now) >= delay ||
+      ms_since(g_purge_changed_ms.load(std::memory_order_relaxed), now) < delay)
+    return;
+  unsigned k = g_purge_stretch.load(std::memory_order_relaxed);
+  if (k < kPurgeStretchMax) g_purge_stretch.store(uint8_t(k + 1), std::memory_order_relaxed);
+  g_purge_changed_ms.store(now, std::memory_order_relaxed);
 }
 std::atomic<int64_t> g_segments_cached{0};
 
@@ -182,6 +194,20 @@ uint64_t standard_fit(const Segment* s, uint64_t units) {
          uint64_t(64 - __builtin_popcountll(dirty & units));
 }
 
+// The bytes of s's purged pages (committed again once touched) and the latest of their
+// purges' times (0: none, or forced ones only). Bound: 64 pages.
+int64_t purged_bytes(const Segment* s, uint64_t* last_purge) {
+  int64_t purged = 0;
+  *last_purge = 0;
+  for (unsigned i = 0; i < kMaxPagesPerSegment; ++i) {
+    const Page& pg = s->pages_[i];
+    if (!pg.purged_) continue;
+    purged += int64_t(page_area(s, &pg));
+    if (pg.freed_at_ms_ > *last_purge) *last_purge = pg.freed_at_ms_;
+  }
+  return purged;
+}
+
 // Takes the smallest cached segment of a size in [lo, hi]; failing that, if `grow_from` is
 // non-zero, the largest one of at least that size below lo (the caller grows it). Null if
 // none (also when the cache is busy). Among standard segments, the one whose resident units
@@ -237,14 +263,8 @@ Segment* cache_take(size_t lo, size_t hi, size_t grow_from = 0, uint64_t units =
   if (found != nullptr) {
     cache_uncount(found);
     // Its purged pages are committed again as soon as they are touched: count them back.
-    int64_t purged = 0;
     uint64_t last_purge = 0;
-    for (unsigned i = 0; i < kMaxPagesPerSegment; ++i) {
-      const Page& pg = found->pages_[i];
-      if (!pg.purged_) continue;
-      purged += int64_t(page_area(found, &pg));
-      if (pg.freed_at_ms_ > last_purge) last_purge = pg.freed_at_ms_;
-    }
+    int64_t purged = purged_bytes(found, &last_purge);
     if (purged != 0) {
       g_bytes_purged.fetch_sub(purged, std::memory_order_relaxed);
       purge_regret(last_purge, os::now_ms());
@@ -260,10 +280,9 @@ void unmap_segment(Segment* s) {
   if ((s->kind_ == SegmentKind::kLarge || s->kind_ == SegmentKind::kHuge) &&
       s->pages_[0].start_ != 0)
     remember_unmapped(s->pages_[0].start_);
-  if (s->kind_ == SegmentKind::kSmall || s->kind_ == SegmentKind::kMedium) {
-    for (unsigned i = 0; i < kMaxPagesPerSegment; ++i)
-      if (s->pages_[i].purged_) purged += int64_t(page_area(s, &s->pages_[i]));
-  }
+  uint64_t last_purge;
+  if (s->kind_ == SegmentKind::kSmall || s->kind_ == SegmentKind::kMedium)
+    purged = purged_bytes(s, &last_purge);
   segment_map_clear(s, size);
   if (std::atomic<uint64_t>* side_map = s->xside_map_.load(std::memory_order_relaxed)) {
     os::unmap(side_map, kSideMapBytes);
@@ -401,7 +420,8 @@ Segment* segment_alloc(SegmentKind kind, size_t size, uint64_t units) {
   if (s != nullptr) {
     size = s->size_;
   } else {
-    purge_regret(g_cache_expired_ms.load(std::memory_order_relaxed), os::now_ms());
+    if (size == kSegmentSize)
+      purge_regret(g_cache_expired_ms.load(std::memory_order_relaxed), os::now_ms());
     void* p = os::map_aligned(size, kSegmentSize);
     if (p == nullptr) return nullptr;
     // Transparent huge pages (WFMM_HUGE_PAGES). Under 'auto' (the default) small and medium
@@ -508,6 +528,7 @@ bool segment_cache_expire(bool force) {
   uint64_t delay = purge_delay_ms(now);
   unsigned done = 0;
   Segment* expired = nullptr;
+  bool expired_standard = false;
   Segment** pp = &g_cache.owned();
   // Newest entries come first. Every 16th call looks past the first 64: with up to
   // kCacheEntriesPerLimit x segment_cache entries, older ones behind 64 fresh ones would
@@ -523,6 +544,7 @@ bool segment_cache_expire(bool force) {
       *pp = s->handoff_link;
       --g_cache.owned_count();
       cache_uncount(s);
+      expired_standard |= s->size_ == kSegmentSize;
       s->handoff_link = expired;
       expired = s;
       ++done;
@@ -531,7 +553,7 @@ bool segment_cache_expire(bool force) {
     }
   }
   g_cache.end();
-  if (expired != nullptr && !force) g_cache_expired_ms.store(now, std::memory_order_relaxed);
+  if (expired_standard && !force) g_cache_expired_ms.store(now, std::memory_order_relaxed);
   // Unmapped after the flag is given back: cache_take waits for the flag (briefly), never
   // for a system call.
   while (Segment* s = expired) {
