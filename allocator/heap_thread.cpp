@@ -487,11 +487,11 @@ bool collect(bool force) {
   if (h != &g_empty_heap && release_large_stash(h)) released = true;
   if (h != &g_empty_heap) {
     // Bound: the pages of this heap, each collected and possibly purged once.
-    uint64_t now = os::now_ms();
-    uint64_t delay = purge_delay_ms(now);
+    uint64_t delay = purge_delay_ms(os::now_ms());
     for (Segment* s = h->segments_; s != nullptr;) {
       Segment* next = s->next_;
       free_empty_pages(h, s, !force);
+      uint64_t now = os::now_ms();  // after free_empty_pages stamped the pages it freed
       for (unsigned i = s->first_page_; i < s->page_count_; ++i) {
         Page* pg = &s->pages_[i];
         if (pg->queue_ == PageQueue::kFreeDirty && (force || now - pg->freed_at_ms_ >= delay)) {
