@@ -12,7 +12,6 @@ namespace wfmm {
 
 std::atomic<int64_t> g_bytes_mapped{0};
 std::atomic<int64_t> g_bytes_purged{0};
-
 std::atomic<int64_t> g_bytes_committed_peak{0};
 
 void stats_sample_in_use(int64_t committed);  // stats.cpp
@@ -87,6 +86,7 @@ void purge_regret(uint64_t given_ms, uint64_t now) {
   if (k < kPurgeStretchMax) g_purge_stretch.store(uint8_t(k + 1), std::memory_order_relaxed);
   g_purge_changed_ms.store(now, std::memory_order_relaxed);
 }
+
 std::atomic<int64_t> g_segments_cached{0};
 
 namespace {
@@ -118,6 +118,7 @@ void cache_uncount(const Segment* s) {
   if (s->size_ > kSegmentSize)
     g_huge_cached_bytes.fetch_sub(int64_t(s->size_), std::memory_order_relaxed);
 }
+
 // Abandoned segments (live blocks, no owner). Several lists: with one, an adopter that found
 // its consumer flag taken mapped a fresh segment instead; under thread churn those took
 // long-lived blocks too and seldom emptied, so mapped memory ratcheted up with every miss.
@@ -194,17 +195,18 @@ uint64_t standard_fit(const Segment* s, uint64_t units) {
          uint64_t(64 - __builtin_popcountll(dirty & units));
 }
 
-// The bytes of s's purged pages (committed again once touched) and the latest of their
-// purges' times (0: none, or forced ones only). Bound: 64 pages.
-int64_t purged_bytes(const Segment* s, uint64_t* last_purge) {
+// The bytes of s's purged pages (committed again once touched) and, if asked, the latest of
+// their purges' times (0: none, or forced ones only). Bound: 64 pages.
+int64_t purged_bytes(const Segment* s, uint64_t* last_purge = nullptr) {
   int64_t purged = 0;
-  *last_purge = 0;
+  uint64_t last = 0;
   for (unsigned i = 0; i < kMaxPagesPerSegment; ++i) {
     const Page& pg = s->pages_[i];
     if (!pg.purged_) continue;
     purged += int64_t(page_area(s, &pg));
-    if (pg.freed_at_ms_ > *last_purge) *last_purge = pg.freed_at_ms_;
+    if (pg.freed_at_ms_ > last) last = pg.freed_at_ms_;
   }
+  if (last_purge != nullptr) *last_purge = last;
   return purged;
 }
 
@@ -280,9 +282,8 @@ void unmap_segment(Segment* s) {
   if ((s->kind_ == SegmentKind::kLarge || s->kind_ == SegmentKind::kHuge) &&
       s->pages_[0].start_ != 0)
     remember_unmapped(s->pages_[0].start_);
-  uint64_t last_purge;
   if (s->kind_ == SegmentKind::kSmall || s->kind_ == SegmentKind::kMedium)
-    purged = purged_bytes(s, &last_purge);
+    purged = purged_bytes(s);
   segment_map_clear(s, size);
   if (std::atomic<uint64_t>* side_map = s->xside_map_.load(std::memory_order_relaxed)) {
     os::unmap(side_map, kSideMapBytes);
@@ -540,7 +541,9 @@ bool segment_cache_expire(bool force) {
   // (then the whole cache).
   for (unsigned i = 0; *pp != nullptr && (force || (done < kPurgeLimit && i < window)); ++i) {
     Segment* s = *pp;
-    if (force || now - s->freed_at_ms_ >= delay) {
+    // (Saturating: a segment released by another thread since `now` was read is young, not
+    // ages old.)
+    if (force || ms_since(s->freed_at_ms_, now) >= delay) {
       *pp = s->handoff_link;
       --g_cache.owned_count();
       cache_uncount(s);
