@@ -72,12 +72,17 @@ uint32_t free_some(Batch* b, uint32_t budget, bool* done) {
     Item& it = b->items[b->freed++];
     size_t size = size_t(it.size_kind >> kItemShift);
     bytes += int64_t(size);  // (counted as reclaimed either way: retired and reclaimed agree)
-    // A double free that raced with a deferred free's plain store put the block in two
-    // batches (retire_body): the side word names the one that frees it; this one reports.
+    // A double free or retire that raced with a plain store of the mark put the block in
+    // two batches (retire_body): the side word names the one that frees it; this one
+    // reports (as a free when this batch holds only deferred frees, else as a retire).
     if (it.side != nullptr &&
         it.side->load(std::memory_order_relaxed) != (kRetiredBit | reinterpret_cast<uint64_t>(b))) {
-      report_error("free (raced with another free of it; found at reclamation)", "double free of",
-                   it.p);
+      if (b->explicit_items == 0)
+        report_error("free (raced with another free of it; found at reclamation)",
+                     "double free of", it.p);
+      else
+        report_error("retire (raced with another retire of it; found at reclamation)",
+                     "block already retired:", it.p);
       continue;
     }
     if (it.size_kind & kItemDispose) {

@@ -239,6 +239,16 @@ WFMM_NOINLINE bool lookup_slow(void* p, std::atomic<uint64_t>** w, size_t* size,
   return true;
 }
 
+// True if the caller is inside a region and one of its active user reservations covers a
+// block born in era `birth` (the era cached in Local was published before it was cached).
+// Bound: kUserSlots.
+WFMM_INLINE bool reserved_in_region(const Local& t, uint64_t birth) {
+  if (t.depth == 0) return false;
+  for (uint32_t m = t.active & ((1u << kUserSlots) - 1); m != 0; m &= m - 1)
+    if (t.era[__builtin_ctz(m)] >= birth) return true;
+  return false;
+}
+
 // The retire of one block, inline in its two callers: retire_impl, and deferred free's
 // retire_deferred, where fn, ctx and kind are constants (with the lookup inline: 346 -> 283
 // instructions per deferred free, callgrind on sh6bench-t2).
@@ -286,7 +296,8 @@ WFMM_INLINE void retire_body(void* p, void (*fn)(void*, void*), void* ctx, uint6
   // batch initialised.
   uint64_t mark = kRetiredBit | reinterpret_cast<uint64_t>(b);
   if (w == nullptr) {  // a foreign block: no side word to mark
-  } else if (deferred && t.era[kImplicitSlot] != 0 && birth <= t.era[kImplicitSlot]) {
+  } else if (deferred ? t.era[kImplicitSlot] != 0 && birth <= t.era[kImplicitSlot]
+                      : reserved_in_region(t, birth)) {
     // A deferred free the freer's own implicit reservation covers (published, with E1's
     // barrier, before the load above): a plain store. A second free racing with this one
     // may then put the block in a second batch too, but that batch is published into our
@@ -295,6 +306,10 @@ WFMM_INLINE void retire_body(void* p, void (*fn)(void*, void*), void* ctx, uint6
     // only through the batch the side word names, reporting the other (racefree.pml). The
     // locked CAS this replaces drained the store buffer on every free: sh6bench-t2 under
     // deferred free 0.79x time on an EPYC without it.
+    // The same holds for a retire inside a region whose own reservation covers the block
+    // (a container's erase retires the node its guard protects): that reservation is
+    // inspected by every publish (E6) and dropped only at the outermost leave or the
+    // slot's next reset, both locked exchanges after this store.
     w->store(mark, std::memory_order_release);
   } else if (!w->compare_exchange_strong(birth, mark, std::memory_order_release,
                                          std::memory_order_relaxed)) {

@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <string>
+
 namespace wfmm_test {
 
 inline uint64_t mix(uint64_t x) {
@@ -41,5 +43,12 @@ struct Rng {
   }
   size_t below(size_t n) { return n == 0 ? 0 : size_t(next() % n); }
 };
+
+// Occurrences of `what` in s (reports counted in captured stderr).
+inline size_t count_of(const std::string& s, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) ++n;
+  return n;
+}
 
 }  // namespace wfmm_test

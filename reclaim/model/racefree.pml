@@ -2,7 +2,13 @@
  * (a program's double free), with the side word taken by a plain store where the freer's
  * own implicit reservation covers X (retire.cpp retire_body), and the reconciliation at
  * reclamation (frees.cpp free_some: a block whose side word no longer names the batch is
- * reported, not freed). Store buffers as in sb.pml. */
+ * reported, not freed). Store buffers as in sb.pml.
+ * With -DEXPLICIT the two threads retire X with wfmm_retire inside regions instead (a
+ * program's double retire), the plain store taken where one of the retirer's user
+ * reservations covers X (reserved_in_region): enter's seq_cst in_region store (E6), the
+ * protect that reserves X (E1), the outermost leave's release store of in_region = 0 and
+ * its drop of a list found on the slot, and a later reset of the slot (protect's refresh:
+ * an exchange); publishers read in_region after their fence and skip a thread outside. */
 
 #define A 0
 #define B 1
@@ -10,7 +16,9 @@
 #define SIDE 0           /* X's side word */
 #define ERA0 1           /* A's implicit reservation era (0: none) */
 #define ERA1 2           /* B's */
-#define NMEM 3
+#define INR0 3           /* A's in_region (EXPLICIT) */
+#define INR1 4           /* B's */
+#define NMEM 5
 #include "sb.pml"
 
 #define RETIRED 128      /* kRetiredBit | batch: RETIRED + t for thread t's batch */
@@ -70,16 +78,21 @@ inline quiesce(t) {
 }
 
 /* publish (E4 fence, then the other thread's implicit slot: a cell if it is active and its
- * era reaches the batch's oldest birth, 1 here) */
+ * era reaches the batch's oldest birth, 1 here; EXPLICIT: its user slot, only while its
+ * in_region reads 1) */
 inline publish(t) {
   fence(t);
+#ifdef EXPLICIT
+  ld(t, INR0 + 1 - t, e);
+  if :: e == 0 -> REACH(44) act_seen = 0 :: else -> act_seen = 1 fi;
+#endif
   ld(t, ERA0 + 1 - t, e);
   d_step {
     if
-    :: act[1 - t] && e >= 1 -> cellin[2 * (1 - t) + t] = 1; k = 1
+    :: act[1 - t] && act_seen && e >= 1 -> cellin[2 * (1 - t) + t] = 1; k = 1
     :: else -> k = 0
     fi;
-    e = 0
+    e = 0; act_seen = 1
   };
   /* refs += cells - bias: whoever brings the count to zero frees (a drop may come first) */
   d_step { refs[t] = refs[t] + k - BIAS; if :: refs[t] == 0 -> ok = 1 :: else -> ok = 0 fi };
@@ -94,9 +107,25 @@ inline next_call(t) {
   if :: cellin[2 * t + (1 - t)] -> cellin[2 * t + (1 - t)] = 0; bu = 1 - t; unref(t, bu) :: else fi
 }
 
+#ifdef EXPLICIT
+/* The outermost leave (fast.h): in_region = 0 (release: a plain store), then, if the slot's
+ * head shows a list, wfmm_leave_lists_v1 drops it (an exchange: a full barrier). A cell
+ * inserted after the head was read stays until the slot's next reset (later_reset). */
+inline leave(t) {
+  st(t, INR0 + t, 0);
+  if :: cellin[2 * t + (1 - t)] -> REACH(45) fence(t); cellin[2 * t + (1 - t)] = 0; bu = 1 - t; unref(t, bu)
+     :: true
+  fi
+}
+#endif
+
 proctype freer(byte t) {
   byte v, e, k, birth, bt, bu;
-  bit ok;
+  bit ok, act_seen = 1;
+#ifdef EXPLICIT
+  st(t, INR0 + t, 1);                     /* enter: in_region = 1, seq_cst (E6) */
+  fence(t);
+#endif
   quiesce(t);
   ld(t, SIDE, birth);
   if
@@ -121,9 +150,15 @@ proctype freer(byte t) {
      fi
   fi;
   pubd[t] = 1;
+#ifdef EXPLICIT
+  leave(t);                               /* the outermost leave */
+  pubd[1 - t] == 1;                       /* later, after the other's retire: */
+  next_call(t);                           /* the slot's next reset (its list dropped) */
+#else
   next_call(t);                           /* its next allocator call, at any moment */
   pubd[1 - t] == 1;                       /* and one after the other's free (or its exit) */
   next_call(t);
+#endif
   fence(t);
   fin++
 }

@@ -292,15 +292,7 @@ TEST(Deferred, MinBytesGivesSingleThreadAReuseDistance) {
 
 }  // namespace
 
-namespace {
-
-size_t count_of(const std::string& s, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) ++n;
-  return n;
-}
-
-}  // namespace
+using wfmm_test::count_of;
 
 // Two threads free the same block at the same moment, round after round: exactly one report
 // per pair, and afterwards no block is handed out twice. The second free reports at once
