@@ -172,6 +172,7 @@ WFMM_INLINE void* heap_malloc(size_t n) {
 // then a push on the local list. Every check is one predicted branch; a failing one goes out
 // of line (free_local_checked confirms, reports, or frees). The page's fields are read into
 // locals once (atomic loads are not merged by the compiler: span() was read twice).
+template <bool kCheckRetired = true>
 WFMM_INLINE void free_local(Heap* h, Page* pg, Block* b, const char* who) {
   // One register for the page: without this barrier GCC kept the segment and the page's
   // index apart and rebuilt the page's address three ways, spilling four registers.
@@ -186,7 +187,8 @@ WFMM_INLINE void free_local(Heap* h, Page* pg, Block* b, const char* who) {
   // HintedSegmentHeaderAndFreePage).
   if (WFMM_LIKELY(off < span && ((off * pg->magic_low_) >> 43) == 0)) {
     uintptr_t d = b->next.load(std::memory_order_relaxed) ^ pg->key_;
-    if (WFMM_LIKELY(d > kPendingLink && d - start >= span && !page_block_retired(pg, a))) {
+    if (WFMM_LIKELY(d > kPendingLink && d - start >= span &&
+                    !(kCheckRetired && page_block_retired(pg, a)))) {
       b->next.store(pg->encode(pg->local_free_), std::memory_order_relaxed);
       pg->local_free_ = b;
       // (Not counted: page_fold derives local frees.) An emptied page that is still this
@@ -198,7 +200,9 @@ WFMM_INLINE void free_local(Heap* h, Page* pg, Block* b, const char* who) {
   free_local_checked(h, pg, b, who);
 }
 
-// Pre: p != null.
+// Pre: p != null. kCheckRetired false: the caller knows p is not retired (reclamation,
+// which just marked the block freed); a remote free still checks.
+template <bool kCheckRetired = true>
 WFMM_INLINE void heap_free(void* p, const char* who) {
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
   Heap* h = t_heap;
@@ -225,7 +229,7 @@ WFMM_INLINE void heap_free(void* p, const char* who) {
     }
     h->seg_last_ = sa;
   }
-  free_local(h, s->page_of(a), static_cast<Block*>(p), who);
+  free_local<kCheckRetired>(h, s->page_of(a), static_cast<Block*>(p), who);
 }
 
 }  // namespace wfmm

@@ -122,7 +122,10 @@ bool deferred_alone() {
   return alone(t);
 }
 
-void deferred_free(void* p, const char* who) {
+namespace {
+
+// deferred_free's every case: teardown, first use, a region to move, alone, reaping.
+WFMM_NOINLINE void deferred_free_slow(void* p, const char* who) {
   Local& t = t_local;
   // After the thread's reclamation teardown (frees from glibc's own thread-exit cleanup):
   // freed at once; nobody would release a record claimed now.
@@ -146,6 +149,28 @@ void deferred_free(void* p, const char* who) {
   // list stays at the batches other threads still hold.
   if (t.mine != nullptr && (++t.reap_tick & 7) == 0) reap_held(t, 1);
   retire_deferred(p, who);
+}
+
+WFMM_NOINLINE void reap_then_retire(Local& t, void* p, const char* who) {
+  reap_held(t, 1);
+  retire_deferred(p, who);
+}
+
+}  // namespace
+
+void deferred_free(void* p, const char* who) {
+  Local& t = t_local;
+  // The common case, with no frame of its own: a thread with a record whose implicit region
+  // is at the current era (so deferred free is on and quiesce has nothing to do), among
+  // other threads with records (not alone(): that needs g_in_use == 1). The rest, and one
+  // free in 8 with held batches to look at, take deferred_free_slow's full sequence.
+  if (WFMM_LIKELY(t.rec != nullptr && (t.draining | t.exited) == 0 &&
+                  t.era[kImplicitSlot] == g_era.load(std::memory_order_acquire) &&
+                  g_in_use.load(std::memory_order_acquire) != 1)) {
+    if (t.mine == nullptr || (++t.reap_tick & 7) != 0) return retire_deferred(p, who);
+    return reap_then_retire(t, p, who);
+  }
+  deferred_free_slow(p, who);
 }
 
 }  // namespace wfmm::reclaim

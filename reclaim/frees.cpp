@@ -62,6 +62,8 @@ uint32_t free_some(Batch* b, uint32_t budget, bool* done) {
   Local& t = t_local;
   if (t.rec == nullptr) own_record();  // counts go to the freeing thread's record
   bool poison = option(Opt::kPoison) != 0;
+  // Once per call, not per block (the tools' hooks are weak symbols: a load and a test each).
+  bool watched = tools::sanitizer_watches();
   int64_t bytes = 0;
   uint32_t n = 0;
   // (T2) Every reader's drop and the publish released the batch (tsan_release in unref,
@@ -100,8 +102,9 @@ uint32_t free_some(Batch* b, uint32_t budget, bool* done) {
     }
     // The block is no longer retired: a later malloc of it records a new era over the mark.
     it.side->store(kFreedMark, std::memory_order_relaxed);
-    tools::block_taken_back(it.p, size);
-    heap_free(it.p, "retire");
+    tools::vg_taken_back(it.p);
+    if (watched) tools::san_taken_back(it.p, size);
+    heap_free<false>(it.p, "retire");  // (not retired: marked freed just above)
   }
   if (Record* r = t.rec) {
     stat_add(r->reclaimed, n);

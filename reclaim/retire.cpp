@@ -224,19 +224,28 @@ namespace {
 // no side word (*w null), born in era 0 (never unsafe, only pinned by every older
 // reservation), freed through that malloc's free. A second retire of it is not detected
 // here: the tool reports the second free.
-WFMM_NOINLINE bool lookup_slow(void* p, std::atomic<uint64_t>** w, size_t* size, bool deferred,
-                               const char* who) {
-  if (const char* why = block_for_retire(p, w, size)) {
+// Returned by value (no out-parameters: a local whose address escaped kept retire_body's
+// frame and its final call from being a tail call).
+struct SideLookup {
+  std::atomic<uint64_t>* w;
+  size_t size;
+  bool ok;
+};
+
+WFMM_NOINLINE SideLookup lookup_slow(void* p, bool deferred, const char* who) {
+  SideLookup r{nullptr, 0, true};
+  if (const char* why = block_for_retire(p, &r.w, &r.size)) {
     // A free of a block freed already (deferred mode) is a double free, like free's own.
     if (deferred && why[0] == 'u') why = "double free of";
     if (deferred || segment_map_entry(reinterpret_cast<uintptr_t>(p)) != 0 ||
-        (why = foreign_block_check(p, size)) != nullptr) {
+        (why = foreign_block_check(p, &r.size)) != nullptr) {
       report_error(who, why, p);
-      return false;
+      r.ok = false;
+      return r;
     }
-    *w = nullptr;
+    r.w = nullptr;
   }
-  return true;
+  return r;
 }
 
 // True if the caller is inside a region and one of its active user reservations covers a
@@ -261,8 +270,12 @@ WFMM_INLINE void retire_body(void* p, void (*fn)(void*, void*), void* ctx, uint6
   std::atomic<uint64_t>* w;
   size_t size;
   uint64_t birth = 0;
-  if (WFMM_UNLIKELY(!block_side_fast(p, &w, &size)) && !lookup_slow(p, &w, &size, deferred, who))
-    return;
+  if (WFMM_UNLIKELY(!block_side_fast(p, &w, &size))) {
+    SideLookup l = lookup_slow(p, deferred, who);
+    if (!l.ok) return;
+    w = l.w;
+    size = l.size;
+  }
   const char* twice = deferred ? "double free of" : "block already retired:";
   birth_tracking_on();  // frees check for retired blocks only while tracking is on
   if (w != nullptr) birth = w->load(std::memory_order_relaxed);
