@@ -4,7 +4,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 namespace wfmm_test {
 
@@ -43,6 +45,28 @@ struct Rng {
   }
   size_t below(size_t n) { return n == 0 ? 0 : size_t(next() % n); }
 };
+
+// Allocates n blocks of `size` bytes with alloc, fills each, then checks them and gives them
+// back with release: "" if no block was handed out twice and every one kept its contents
+// (after a reclamation race: no block went back twice), else what went wrong.
+inline std::string fresh_blocks_check(void* (*alloc)(size_t), void (*release)(void*), size_t n,
+                                      size_t size) {
+  std::vector<void*> v;
+  for (size_t i = 0; i < n; ++i) {
+    void* p = alloc(size);
+    fill(p, size, i);
+    v.push_back(p);
+  }
+  std::vector<void*> sorted = v;
+  std::sort(sorted.begin(), sorted.end());
+  std::string why;
+  if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
+    why = "a block was handed out twice";
+  for (size_t i = 0; i < v.size() && why.empty(); ++i)
+    if (!check(v[i], size, i)) why = "block " + std::to_string(i) + " changed";
+  for (void* p : v) release(p);
+  return why;
+}
 
 // Occurrences of `what` in s (reports counted in captured stderr).
 inline size_t count_of(const std::string& s, const std::string& what) {

@@ -338,18 +338,7 @@ TEST(Deferred, RacingDoubleFreeIsReportedExactlyOncePerPair) {
   wfmm_stats s = stats();  // a block reported at reclamation still counts as reclaimed
   EXPECT_EQ(s.retired, s.reclaimed);
   EXPECT_EQ(s.retired_pending_bytes, 0u);
-  std::vector<void*> v;
-  for (size_t i = 0; i < 8000; ++i) {
-    void* p = alloc(48);
-    wfmm_test::fill(p, 48, i);
-    v.push_back(p);
-  }
-  std::vector<void*> sorted = v;
-  std::sort(sorted.begin(), sorted.end());
-  EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end())
-      << "a block was handed out twice";
-  for (size_t i = 0; i < v.size(); ++i) EXPECT_TRUE(wfmm_test::check(v[i], 48, i));
-  for (void* p : v) free(p);
+  EXPECT_EQ(wfmm_test::fresh_blocks_check(alloc, free, 8000, 48), "");
 }
 
 // A thread that inherits an exited thread's heap (recycled at the same era) still opens its
