@@ -113,8 +113,10 @@ inline next_call(t) {
  * inserted after the head was read stays until the slot's next reset (later_reset). */
 inline leave(t) {
   st(t, INR0 + t, 0);
-  if :: cellin[2 * t + (1 - t)] -> REACH(45) fence(t); cellin[2 * t + (1 - t)] = 0; bu = 1 - t; unref(t, bu)
-     :: true
+  if
+  :: cellin[2 * t + (1 - t)] ->
+     REACH(45) fence(t); cellin[2 * t + (1 - t)] = 0; bu = 1 - t; unref(t, bu)
+  :: true
   fi
 }
 #endif
