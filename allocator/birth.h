@@ -95,7 +95,8 @@ WFMM_INLINE bool page_block_retired(const Page* pg, uintptr_t a) {
   std::atomic<uint64_t>* side = pg->xside_.load(std::memory_order_acquire);
   if (WFMM_LIKELY(side == nullptr)) return false;
   // relaxed: the retire and this free are ordered by the program (a free racing with a retire
-  // of the same block is the program's double free; retire's own CAS catches retire/retire).
+  // of the same block is the program's double free; retire's CAS, or for a retire its own
+  // reservation covers, the reconciliation at reclamation, catches retire/retire).
   return side_retired(side[side_index(pg, a)].load(std::memory_order_relaxed));
 }
 // block_for_retire's common case inline (every retire and deferred free): a small or

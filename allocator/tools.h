@@ -96,10 +96,4 @@ WFMM_INLINE void san_taken_back(void* p, size_t usable) {
     __asan_poison_memory_region(p, usable);
 }
 
-// Both, for reclaimed blocks (reclaim/frees.cpp).
-WFMM_INLINE void block_taken_back(void* p, size_t usable) {
-  vg_taken_back(p);
-  san_taken_back(p, usable);
-}
-
 }  // namespace wfmm::tools

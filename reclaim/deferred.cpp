@@ -105,13 +105,22 @@ WFMM_INLINE bool alone(Local& t) {
 
 namespace {
 
-// quiesce's common case inline: the implicit reservation already holds the current era.
+// True if quiesce has nothing to do: the implicit reservation already holds the era.
+WFMM_INLINE bool implicit_current(const Local& t) {
+  return t.rec != nullptr && (t.draining | t.exited) == 0 &&
+         t.era[kImplicitSlot] == g_era.load(std::memory_order_acquire);
+}
+
+// quiesce's common case inline.
 WFMM_INLINE void quiesce_fast(Local& t) {
-  if (WFMM_LIKELY(t.rec != nullptr && (t.draining | t.exited) == 0 &&
-                  t.era[kImplicitSlot] == g_era.load(std::memory_order_acquire)))
-    return;
+  if (WFMM_LIKELY(implicit_current(t))) return;
   quiesce();
 }
+
+// One check per 8 frees (a check reads a line other threads write): held batches are
+// still found faster than they are made (one per WFMM_BATCH frees, 64 by default), so the
+// list stays at the batches other threads still hold.
+WFMM_INLINE bool reap_due(Local& t) { return t.mine != nullptr && (++t.reap_tick & 7) == 0; }
 
 }  // namespace
 
@@ -144,10 +153,7 @@ WFMM_NOINLINE void deferred_free_slow(void* p, const char* who) {
     tools::vg_taken_back(p);
     return heap_free(p, who);
   }
-  // One check per 8 frees (a check reads a line other threads write): held batches are
-  // still found faster than they are made (one per WFMM_BATCH frees, 64 by default), so the
-  // list stays at the batches other threads still hold.
-  if (t.mine != nullptr && (++t.reap_tick & 7) == 0) reap_held(t, 1);
+  if (reap_due(t)) reap_held(t, 1);
   retire_deferred(p, who);
 }
 
@@ -164,10 +170,8 @@ void deferred_free(void* p, const char* who) {
   // is at the current era (so deferred free is on and quiesce has nothing to do), among
   // other threads with records (not alone(): that needs g_in_use == 1). The rest, and one
   // free in 8 with held batches to look at, take deferred_free_slow's full sequence.
-  if (WFMM_LIKELY(t.rec != nullptr && (t.draining | t.exited) == 0 &&
-                  t.era[kImplicitSlot] == g_era.load(std::memory_order_acquire) &&
-                  g_in_use.load(std::memory_order_acquire) != 1)) {
-    if (t.mine == nullptr || (++t.reap_tick & 7) != 0) return retire_deferred(p, who);
+  if (WFMM_LIKELY(implicit_current(t) && g_in_use.load(std::memory_order_acquire) != 1)) {
+    if (!reap_due(t)) return retire_deferred(p, who);
     return reap_then_retire(t, p, who);
   }
   deferred_free_slow(p, who);

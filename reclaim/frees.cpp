@@ -76,10 +76,10 @@ uint32_t free_some(Batch* b, uint32_t budget, bool* done) {
     bytes += int64_t(size);  // (counted as reclaimed either way: retired and reclaimed agree)
     // A double free or retire that raced with a plain store of the mark put the block in
     // two batches (retire_body): the side word names the one that frees it; this one
-    // reports (as a free when this batch holds only deferred frees, else as a retire).
+    // reports.
     if (it.side != nullptr &&
         it.side->load(std::memory_order_relaxed) != (kRetiredBit | reinterpret_cast<uint64_t>(b))) {
-      if (b->explicit_items == 0)
+      if (it.size_kind & kItemFree)
         report_error("free (raced with another free of it; found at reclamation)",
                      "double free of", it.p);
       else

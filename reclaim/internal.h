@@ -51,7 +51,7 @@ struct Item {
   void* p;
   void (*fn)(void*, void*);  // null: plain free
   void* ctx;
-  // usable size << 2 | kItemNew | kItemDispose
+  // usable size << kItemShift | kItemFree | kItemNew | kItemDispose
   uint64_t size_kind;
   std::atomic<uint64_t>* side;  // the block's side word
 };

@@ -30,7 +30,11 @@ struct Local {
   uint32_t depth;                // region nesting
   uint32_t active;               // bit i: slot i's head is not kInactive
   Batch* freeq;                  // batches whose count reached zero, to free
-  uint64_t era[kSlots];          // fast-path cache: the era reserved, 0 = none (g_era >= 1)
+  // The era reserved, 0 = none (g_era >= 1): the fast path's cache, and retire_body's proof
+  // that its own reservation covers a block. Never above the slot's published era: set
+  // after publish_era (or at a slow protect's close, to the era published then), 0 when
+  // the slot goes inactive (deactivate, clear_all).
+  uint64_t era[kSlots];
   uint64_t pub[kSlots];          // the era word as published in the slot's pair
   uint64_t tag[kSlots];          // the slot's tag (even; odd only inside a slow protect)
   Batch* batch;                  // partial batch being filled (young blocks)
@@ -62,8 +66,9 @@ void leave_lists() __asm__("wfmm_leave_lists_v1") __attribute__((visibility("def
 void* protect_slow_entry(void* const volatile* src, unsigned index);
 // Item::size_kind's low bits (internal.h): fn disposes of the block itself; a foreign block
 // (side == null) came from operator new, so it goes back through operator delete.
-inline constexpr uint64_t kItemDispose = 1, kItemNew = 2;
-inline constexpr unsigned kItemShift = 2;
+// kItemFree (internal): the item is a deferred free, not a retire (reports name it so).
+inline constexpr uint64_t kItemDispose = 1, kItemNew = 2, kItemFree = 4;
+inline constexpr unsigned kItemShift = 3;
 // kind: kItemDispose (fn takes the block over), kItemNew (made by operator new: a foreign
 // block is freed with operator delete); see internal.h.
 void retire(void* p, void (*fn)(void*, void*), void* ctx, uint64_t kind);

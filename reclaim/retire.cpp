@@ -270,7 +270,12 @@ WFMM_INLINE void retire_body(void* p, void (*fn)(void*, void*), void* ctx, uint6
   std::atomic<uint64_t>* w;
   size_t size;
   uint64_t birth = 0;
-  if (WFMM_UNLIKELY(!block_side_fast(p, &w, &size))) {
+  // fast: a small or medium block, whose side word lives in a side map that stays mapped
+  // while its segment does (the plain store below is for those only: a large block's side
+  // word goes with its segment, unmapped soon after its free, and the batch that loses a
+  // race reads the side word after the winner freed the block).
+  bool fast = block_side_fast(p, &w, &size);
+  if (WFMM_UNLIKELY(!fast)) {
     SideLookup l = lookup_slow(p, deferred, who);
     if (!l.ok) return;
     w = l.w;
@@ -309,8 +314,8 @@ WFMM_INLINE void retire_body(void* p, void (*fn)(void*, void*), void* ctx, uint6
   // batch initialised.
   uint64_t mark = kRetiredBit | reinterpret_cast<uint64_t>(b);
   if (w == nullptr) {  // a foreign block: no side word to mark
-  } else if (deferred ? t.era[kImplicitSlot] != 0 && birth <= t.era[kImplicitSlot]
-                      : reserved_in_region(t, birth)) {
+  } else if (fast && (deferred ? t.era[kImplicitSlot] != 0 && birth <= t.era[kImplicitSlot]
+                              : reserved_in_region(t, birth))) {
     // A deferred free the freer's own implicit reservation covers (published, with E1's
     // barrier, before the load above): a plain store. A second free racing with this one
     // may then put the block in a second batch too, but that batch is published into our
@@ -321,8 +326,9 @@ WFMM_INLINE void retire_body(void* p, void (*fn)(void*, void*), void* ctx, uint6
     // deferred free 0.79x time on an EPYC without it.
     // The same holds for a retire inside a region whose own reservation covers the block
     // (a container's erase retires the node its guard protects): that reservation is
-    // inspected by every publish (E6) and dropped only at the outermost leave or the
-    // slot's next reset, both locked exchanges after this store.
+    // inspected by every publish (E6) and dropped only at the outermost leave, the slot's
+    // next reset or its deactivation, all locked exchanges after this store; a publish that
+    // reads in_region 0 after our leave sees this store too (it precedes the leave's).
     w->store(mark, std::memory_order_release);
   } else if (!w->compare_exchange_strong(birth, mark, std::memory_order_release,
                                          std::memory_order_relaxed)) {
@@ -334,7 +340,7 @@ WFMM_INLINE void retire_body(void* p, void (*fn)(void*, void*), void* ctx, uint6
   it.side = w;
   it.p = p;
   it.fn = fn;
-  it.size_kind = uint64_t(size) << kItemShift | kind;
+  it.size_kind = uint64_t(size) << kItemShift | kind | (deferred ? kItemFree : 0);
   if (fn != nullptr) {  // (free_some reads ctx only for a deleter)
     it.ctx = ctx;
     b->user_fn = 1;

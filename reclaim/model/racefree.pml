@@ -8,7 +8,9 @@
  * reservations covers X (reserved_in_region): enter's seq_cst in_region store (E6), the
  * protect that reserves X (E1), the outermost leave's release store of in_region = 0 and
  * its drop of a list found on the slot, and a later reset of the slot (protect's refresh:
- * an exchange); publishers read in_region after their fence and skip a thread outside. */
+ * an exchange); publishers read in_region after their fence and skip a thread outside.
+ * Both ways of each: the covering reservation made in this region or kept published from
+ * an earlier one, the batch published at once or (full later) after the leave. */
 
 #define A 0
 #define B 1
@@ -123,12 +125,17 @@ inline leave(t) {
 
 proctype freer(byte t) {
   byte v, e, k, birth, bt, bu;
-  bit ok, act_seen = 1;
+  bit ok, act_seen = 1, late = 0, early = 0;
 #ifdef EXPLICIT
+  /* The reservation that covers X: made in this region, or kept published from an earlier
+   * one (user reservations stay published between regions, E6) */
+  if :: quiesce(t); early = 1 :: true fi;
   st(t, INR0 + t, 1);                     /* enter: in_region = 1, seq_cst (E6) */
   fence(t);
-#endif
+  if :: !early -> quiesce(t) :: else fi;
+#else
   quiesce(t);
+#endif
   ld(t, SIDE, birth);
   if
   :: birth >= RETIRED -> REACH(43) reported++            /* retired already: reported */
@@ -147,16 +154,24 @@ proctype freer(byte t) {
      ok = 1;
 #endif
      if
-     :: ok -> ok = 0; refs[t] = BIAS; publish(t)
+     :: ok -> ok = 0; refs[t] = BIAS;
+#ifdef EXPLICIT
+        /* the batch is published when full: at once, or after the leave */
+        if :: publish(t) :: late = 1 fi
+#else
+        publish(t)
+#endif
      :: else -> reported++                /* the CAS lost: reported, not added */
      fi
   fi;
-  pubd[t] = 1;
 #ifdef EXPLICIT
   leave(t);                               /* the outermost leave */
+  if :: late -> REACH(46) publish(t) :: else fi;
+  pubd[t] = 1;
   pubd[1 - t] == 1;                       /* later, after the other's retire: */
   next_call(t);                           /* the slot's next reset (its list dropped) */
 #else
+  pubd[t] = 1;
   next_call(t);                           /* its next allocator call, at any moment */
   pubd[1 - t] == 1;                       /* and one after the other's free (or its exit) */
   next_call(t);
