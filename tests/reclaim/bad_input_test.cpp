@@ -242,18 +242,22 @@ TEST(ReclaimBadInput, RacingDoubleRetireInRegionsIsReportedExactlyOncePerBlock) 
   const size_t blocks = size_t(kRounds) * kPerRound;
   std::atomic<void*> slots[kPerRound];
   size_t found = 0, attempts = 0;
+  // Rounds in which the other racer retired something while this one was retiring: the two
+  // ran at once (on a loaded machine they may not, and then no race can happen).
+  std::atomic<uint64_t> overlapped{0};
   // Until both retires of some block loaded its birth before either stored its mark (the
   // race the plain store allows; with the CAS the loser always reports at once): at most
-  // 10 attempts of kRounds rounds, most find hundreds.
+  // 10 attempts of kRounds rounds; on an idle machine most find hundreds.
   while (found == 0 && attempts < 10) {
     ++attempts;
     std::atomic<int> go{0}, inside{0}, done{0};
+    std::atomic<uint64_t> progress[2] = {{0}, {0}};
     std::atomic<uint64_t> unprotected{0};
     std::string err;
     {
       ContinueMode on;
       testing::internal::CaptureStderr();
-      auto racer = [&] {
+      auto racer = [&](int me) {
         for (int r = 1; r <= kRounds; ++r) {
           // Spin briefly (the race needs both threads running), then let the other in.
           for (int spin = 0; go.load(std::memory_order_acquire) != r; ++spin)
@@ -269,12 +273,18 @@ TEST(ReclaimBadInput, RacingDoubleRetireInRegionsIsReportedExactlyOncePerBlock) 
             inside.fetch_add(1, std::memory_order_acq_rel);
             for (int spin = 0; inside.load(std::memory_order_acquire) != 2 * r; ++spin)
               if (spin > 200) std::this_thread::yield();
-            for (void* p : held) wfmm_retire(p);
+            uint64_t other = progress[1 - me].load(std::memory_order_acquire);
+            for (void* p : held) {
+              wfmm_retire(p);
+              progress[me].fetch_add(1, std::memory_order_release);
+            }
+            if (progress[1 - me].load(std::memory_order_acquire) != other)
+              overlapped.fetch_add(1, std::memory_order_relaxed);
           }
           done.fetch_add(1, std::memory_order_acq_rel);
         }
       };
-      std::thread a(racer), b(racer);
+      std::thread a(racer, 0), b(racer, 1);
       for (int r = 1; r <= kRounds; ++r) {
         for (auto& s : slots) s.store(wfmm_malloc(48), std::memory_order_release);
         go.store(r, std::memory_order_release);
@@ -294,10 +304,16 @@ TEST(ReclaimBadInput, RacingDoubleRetireInRegionsIsReportedExactlyOncePerBlock) 
     ASSERT_EQ(count_of(err, "double free"), 0u) << err.substr(0, 2000);
     found = count_of(err, "retire (raced with another retire of it; found at reclamation)");
   }
-  printf("double retires found at reclamation: %zu (attempt %zu, %zu blocks each)\n", found,
-         attempts, blocks);
-  EXPECT_GT(found, 0u) << "no race reached reclamation: covered retires did not take the "
-                          "plain store, or the two threads never ran at once";
+  printf("double retires found at reclamation: %zu (attempt %zu, %zu blocks each, %llu "
+         "rounds overlapped)\n",
+         found, attempts, blocks, (unsigned long long)overlapped.load());
+  // Idle, about 1 overlapping round in 20-50 races on some block: 5000 of them without one
+  // mean covered retires no longer take the plain store.
+  if (overlapped.load() >= 5000)
+    EXPECT_GT(found, 0u) << "no race reached reclamation in " << overlapped.load()
+                         << " overlapping rounds: covered retires did not take the plain store";
+  else if (found == 0)
+    printf("(too little overlap on this machine now to check the plain store path)\n");
   expect_all_reclaimed("after the races");
   const wfmm_stats after = stats();
   // Reported at once: not retired; reported at reclamation: retired and reclaimed twice.
