@@ -67,6 +67,10 @@ bool release_large_stash(Heap* h) {
 // Purges empty pages whose delay has passed; releases segments left with no used page.
 // Bound: kPurgeLimit pages.
 void housekeeping(Heap* h) {
+  // Read on every call (one coarse clock read per 64 slow calls), not only when something is
+  // to be timed: purge_delay_ms must see a new purge_delay_ms setting soon after it is made,
+  // to start the stretch's one-delay grace then (read lazily, the grace started at the
+  // first dirty page and a regret right after the setting went unjudged).
   uint64_t now = os::now_ms();
   uint64_t delay = purge_delay_ms(now);
   if (h->large_stash_ != nullptr && now - h->large_stash_ms_ >= delay) release_large_stash(h);
