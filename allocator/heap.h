@@ -168,15 +168,29 @@ WFMM_INLINE void* heap_malloc(size_t n) {
   return malloc_slow(n);
 }
 
+// The push of a checked block on its page's local list.
+WFMM_INLINE void push_local(Heap* h, Page* pg, Block* b) {
+  b->next.store(pg->encode(pg->local_free_), std::memory_order_relaxed);
+  pg->local_free_ = b;
+  // (Not counted: page_fold derives local frees.) An emptied page that is still this
+  // class's current page stays put: a malloc/free pair loop reuses it without a call.
+  if (WFMM_UNLIKELY(--pg->used_ == 0) && h->cur_[pg->class_] != pg) page_became_empty(h, pg);
+}
+
 // The owner's free of block b of its page pg: the interior, double-free and retired checks,
 // then a push on the local list. Every check is one predicted branch; a failing one goes out
 // of line (free_local_checked confirms, reports, or frees). The page's fields are read into
 // locals once (atomic loads are not merged by the compiler: span() was read twice).
-template <bool kCheckRetired = true>
+// kReclaimed: reclamation's free of a retired block. Its retire checked it as a live block
+// start, and the batch freeing it is the one its side word named (free_some), so no free of
+// it since then got past free's retired check: no check is left to make (-13 instructions
+// per reclaimed block, callgrind).
+template <bool kReclaimed = false>
 WFMM_INLINE void free_local(Heap* h, Page* pg, Block* b, const char* who) {
   // One register for the page: without this barrier GCC kept the segment and the page's
   // index apart and rebuilt the page's address three ways, spilling four registers.
   asm("" : "+r"(pg));
+  if (kReclaimed) return push_local(h, pg, b);
   uintptr_t a = reinterpret_cast<uintptr_t>(b);
   uintptr_t start = pg->start_;
   uintptr_t span = pg->span();
@@ -187,22 +201,15 @@ WFMM_INLINE void free_local(Heap* h, Page* pg, Block* b, const char* who) {
   // HintedSegmentHeaderAndFreePage).
   if (WFMM_LIKELY(off < span && ((off * pg->magic_low_) >> 43) == 0)) {
     uintptr_t d = b->next.load(std::memory_order_relaxed) ^ pg->key_;
-    if (WFMM_LIKELY(d > kPendingLink && d - start >= span &&
-                    !(kCheckRetired && page_block_retired(pg, a)))) {
-      b->next.store(pg->encode(pg->local_free_), std::memory_order_relaxed);
-      pg->local_free_ = b;
-      // (Not counted: page_fold derives local frees.) An emptied page that is still this
-      // class's current page stays put: a malloc/free pair loop reuses it without a call.
-      if (WFMM_UNLIKELY(--pg->used_ == 0) && h->cur_[pg->class_] != pg) page_became_empty(h, pg);
-      return;
-    }
+    if (WFMM_LIKELY(d > kPendingLink && d - start >= span && !page_block_retired(pg, a)))
+      return push_local(h, pg, b);
   }
   free_local_checked(h, pg, b, who);
 }
 
-// Pre: p != null. kCheckRetired false: the caller knows p is not retired (reclamation,
-// which just marked the block freed); a remote free still checks.
-template <bool kCheckRetired = true>
+// Pre: p != null. kReclaimed: reclamation frees a block it owns (free_local); a remote free
+// still checks everything.
+template <bool kReclaimed = false>
 WFMM_INLINE void heap_free(void* p, const char* who) {
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
   Heap* h = t_heap;
@@ -229,7 +236,7 @@ WFMM_INLINE void heap_free(void* p, const char* who) {
     }
     h->seg_last_ = sa;
   }
-  free_local<kCheckRetired>(h, s->page_of(a), static_cast<Block*>(p), who);
+  free_local<kReclaimed>(h, s->page_of(a), static_cast<Block*>(p), who);
 }
 
 }  // namespace wfmm

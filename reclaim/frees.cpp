@@ -104,7 +104,7 @@ uint32_t free_some(Batch* b, uint32_t budget, bool* done) {
     it.side->store(kFreedMark, std::memory_order_relaxed);
     tools::vg_taken_back(it.p);
     if (watched) tools::san_taken_back(it.p, size);
-    heap_free<false>(it.p, "retire");  // (not retired: marked freed just above)
+    heap_free<true>(it.p, "retire");  // (ours: the side word named this batch)
   }
   if (Record* r = t.rec) {
     stat_add(r->reclaimed, n);

@@ -204,9 +204,7 @@ Batch* new_batch();
 void publish(Batch* b);
 void publish_partial(Local& t);
 void publish_held(Local& t);
-void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, uint64_t kind, const char* who,
-                 bool deferred);
-// retire_impl(p, nullptr, nullptr, 0, who, true) with the constants folded in.
+// A deferred free's retire: retire(p, nullptr, nullptr, 0) reported as `who`'s double free.
 void retire_deferred(void* p, const char* who);
 
 // frees.cpp: list drops and batch frees.

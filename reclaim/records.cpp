@@ -313,7 +313,7 @@ void thread_exit(void* arg) {
   Record* r = static_cast<Record*>(arg);
   if (r == nullptr || t.rec != r) return;
   // Later frees of this thread (glibc's own, after the last destructor round) must not
-  // claim a record that nobody would give back: see deferred_free and retire_impl.
+  // claim a record that nobody would give back: see deferred_free and retire.
   t.exited = 1;
   t.depth = 0;
   tools::tsan_release(t.in_region);  // (T1)

@@ -258,64 +258,35 @@ WFMM_INLINE bool reserved_in_region(const Local& t, uint64_t birth) {
   return false;
 }
 
-// The retire of one block, inline in its two callers: retire_impl, and deferred free's
-// retire_deferred, where fn, ctx and kind are constants (with the lookup inline: 346 -> 283
-// instructions per deferred free, callgrind on sh6bench-t2).
-WFMM_INLINE void retire_body(void* p, void (*fn)(void*, void*), void* ctx, uint64_t kind,
-                             const char* who, bool deferred) {
-  if (p == nullptr) return;
-  Local& t = t_local;
-  Record* r = need_record(who);
-  if (r == nullptr) return;
-  std::atomic<uint64_t>* w;
-  size_t size;
-  uint64_t birth = 0;
-  // fast: a small or medium block, whose side word lives in a side map that stays mapped
-  // while its segment does (the plain store below is for those only: a large block's side
-  // word goes with its segment, unmapped soon after its free, and the batch that loses a
-  // race reads the side word after the winner freed the block).
-  bool fast = block_side_fast(p, &w, &size);
-  if (WFMM_UNLIKELY(!fast)) {
-    SideLookup l = lookup_slow(p, deferred, who);
-    if (!l.ok) return;
-    w = l.w;
-    size = l.size;
-  }
-  const char* twice = deferred ? "double free of" : "block already retired:";
-  birth_tracking_on();  // frees check for retired blocks only while tracking is on
-  if (w != nullptr) birth = w->load(std::memory_order_relaxed);
-  // Reclaimed and freed since block_for_retire looked at it: a use of a freed block.
-  if (birth == kFreedMark)
-    return report_error(who, deferred ? "double free of" : "use of a freed block", p);
-  if (birth & kRetiredBit) return report_error(who, twice, p);
-  // Old blocks go to a batch of their own: a batch is held by every reservation as old as
-  // its oldest block, so one old block among young ones would pin them all behind a stalled
-  // thread (or, under deferred free, behind a thread that has not called the allocator
-  // since it started: a server's main thread waiting in pthread_join).
-  // "Old": born no later than the oldest reservation our last publish saw. "Fresh": born after
-  // the newest one: no reservation seen could reach it, so its batch is usually inserted
-  // nowhere and freed at its publish. Without that third batch, one idle thread's old
-  // reservation (a main thread in pthread_join since its first malloc) made every block
-  // "young", and young batches then waited for the busy threads too (mstress-t2 under
-  // deferred free: 1.2 s -> 3.2 s, 2.5x the page faults).
-  Batch** slot = birth <= t.oldest_seen  ? &t.old_batch
-                 : birth > t.newest_seen ? &t.fresh_batch
-                                         : &t.batch;
-  Batch* b = *slot;
-  if (b == nullptr) {
-    b = new_batch();
-    if (b == nullptr) {
-      return report_error(who, "out of memory for reclamation metadata; not retired:", p);
-    }
-    b->old = slot == &t.old_batch;
-    *slot = b;
-  }
+// Which partial batch a block born in `birth` joins.
+// Old blocks go to a batch of their own: a batch is held by every reservation as old as
+// its oldest block, so one old block among young ones would pin them all behind a stalled
+// thread (or, under deferred free, behind a thread that has not called the allocator
+// since it started: a server's main thread waiting in pthread_join).
+// "Old": born no later than the oldest reservation our last publish saw. "Fresh": born after
+// the newest one: no reservation seen could reach it, so its batch is usually inserted
+// nowhere and freed at its publish. Without that third batch, one idle thread's old
+// reservation (a main thread in pthread_join since its first malloc) made every block
+// "young", and young batches then waited for the busy threads too (mstress-t2 under
+// deferred free: 1.2 s -> 3.2 s, 2.5x the page faults).
+WFMM_INLINE Batch** batch_slot(Local& t, uint64_t birth) {
+  return birth <= t.oldest_seen  ? &t.old_batch
+         : birth > t.newest_seen ? &t.fresh_batch
+                                 : &t.batch;
+}
+
+// Marks side word w (read as `birth`) retired into batch b. False: another retire or free
+// of the block won the CAS (the caller reports). fast: a small or medium block, whose side
+// word lives in a side map that stays mapped while its segment does (the plain store is for
+// those only: a large block's side word goes with its segment, unmapped soon after its
+// free, and the batch that loses a race reads the side word after the winner freed it).
+WFMM_INLINE bool mark_retired(const Local& t, std::atomic<uint64_t>* w, uint64_t birth, Batch* b,
+                              bool fast, bool deferred) {
   // release: a helpee that finds the batch through this word (parent hand-off) sees the
   // batch initialised.
   uint64_t mark = kRetiredBit | reinterpret_cast<uint64_t>(b);
-  if (w == nullptr) {  // a foreign block: no side word to mark
-  } else if (fast && (deferred ? t.era[kImplicitSlot] != 0 && birth <= t.era[kImplicitSlot]
-                              : reserved_in_region(t, birth))) {
+  if (fast && (deferred ? t.era[kImplicitSlot] != 0 && birth <= t.era[kImplicitSlot]
+                        : reserved_in_region(t, birth))) {
     // A deferred free the freer's own implicit reservation covers (published, with E1's
     // barrier, before the load above): a plain store. A second free racing with this one
     // may then put the block in a second batch too, but that batch is published into our
@@ -330,12 +301,18 @@ WFMM_INLINE void retire_body(void* p, void (*fn)(void*, void*), void* ctx, uint6
     // next reset or its deactivation, all locked exchanges after this store; a publish that
     // reads in_region 0 after our leave sees this store too (it precedes the leave's).
     w->store(mark, std::memory_order_release);
-  } else if (!w->compare_exchange_strong(birth, mark, std::memory_order_release,
-                                         std::memory_order_relaxed)) {
-    // A CAS from the birth just read: of two threads retiring (or freeing) the block at the
-    // same moment exactly one wins; the other reports and adds nothing.
-    return report_error(who, twice, p);
+    return true;
   }
+  // A CAS from the birth just read: of two threads retiring (or freeing) the block at the
+  // same moment exactly one wins; the other reports and adds nothing.
+  return w->compare_exchange_strong(birth, mark, std::memory_order_release,
+                                    std::memory_order_relaxed);
+}
+
+// Appends the block's item to b and keeps b's and the record's counts.
+WFMM_INLINE void add_item(Record* r, Batch* b, void* p, void (*fn)(void*, void*), void* ctx,
+                          uint64_t kind, size_t size, std::atomic<uint64_t>* w, uint64_t birth,
+                          bool deferred) {
   Item& it = b->items[b->count++];
   it.side = w;
   it.p = p;
@@ -353,6 +330,47 @@ WFMM_INLINE void retire_body(void* p, void (*fn)(void*, void*), void* ctx, uint6
   if (birth < b->min_birth) b->min_birth = birth;
   stat_add(r->retired, 1);
   stat_add(r->retired_bytes, int64_t(size));
+}
+
+// The retire of one block, every case: retire_slow and retire_deferred_slow, after
+// retire_quick declined (fn, ctx and kind are constants in the deferred one).
+WFMM_INLINE void retire_body(void* p, void (*fn)(void*, void*), void* ctx, uint64_t kind,
+                             const char* who, bool deferred) {
+  if (p == nullptr) return;
+  Local& t = t_local;
+  Record* r = need_record(who);
+  if (r == nullptr) return;
+  std::atomic<uint64_t>* w;
+  size_t size;
+  uint64_t birth = 0;
+  bool fast = block_side_fast(p, &w, &size);
+  if (WFMM_UNLIKELY(!fast)) {
+    SideLookup l = lookup_slow(p, deferred, who);
+    if (!l.ok) return;
+    w = l.w;
+    size = l.size;
+  }
+  const char* twice = deferred ? "double free of" : "block already retired:";
+  birth_tracking_on();  // frees check for retired blocks only while tracking is on
+  if (w != nullptr) birth = w->load(std::memory_order_relaxed);
+  // Reclaimed and freed since block_for_retire looked at it: a use of a freed block.
+  if (birth == kFreedMark)
+    return report_error(who, deferred ? "double free of" : "use of a freed block", p);
+  if (birth & kRetiredBit) return report_error(who, twice, p);
+  Batch** slot = batch_slot(t, birth);
+  Batch* b = *slot;
+  if (b == nullptr) {
+    b = new_batch();
+    if (b == nullptr) {
+      return report_error(who, "out of memory for reclamation metadata; not retired:", p);
+    }
+    b->old = slot == &t.old_batch;
+    *slot = b;
+  }
+  // (A foreign block has no side word to mark.)
+  if (w != nullptr && !mark_retired(t, w, birth, b, fast, deferred))
+    return report_error(who, twice, p);
+  add_item(r, b, p, fn, ctx, kind, size, w, birth, deferred);
   // Full by count, or by bytes: a batch of large blocks would otherwise hold back up to
   // WFMM_BATCH of them (gigabytes) before anyone may reuse them.
   if (b->count == b->cap || b->bytes >= kBatchBytes) {
@@ -362,22 +380,67 @@ WFMM_INLINE void retire_body(void* p, void (*fn)(void*, void*), void* ctx, uint6
   run_frees();
 }
 
-}  // namespace
-
-void retire_impl(void* p, void (*fn)(void*, void*), void* ctx, uint64_t kind, const char* who,
-                 bool deferred) {
-  retire_body(p, fn, ctx, kind, who, deferred);
+// retire_body's common case, written so that nothing is called before its end and the
+// compiler keeps it in caller-saved registers, with no frame (retire_body saved six and
+// spilled more: 145 instructions per retire of a hash map node, callgrind): a thread with a
+// record, tracking on, a small or medium block on a page with its side array, a live side
+// word, and an open batch this item does not fill. False, with nothing changed, for every
+// other case (retire_body then decides and reports).
+WFMM_INLINE bool retire_quick(Local& t, void* p, void (*fn)(void*, void*), void* ctx,
+                              uint64_t kind, const char* who, bool deferred) {
+  Record* r = t.rec;
+  std::atomic<uint64_t>* w;
+  size_t size;
+  if (WFMM_UNLIKELY(r == nullptr || !g_track.load(std::memory_order_relaxed) ||
+                    !block_side_fast(p, &w, &size)))
+    return false;
+  uint64_t birth = w->load(std::memory_order_relaxed);
+  if (WFMM_UNLIKELY(birth & kRetiredBit)) return false;  // freed or retired: reported there
+  Batch* b = *batch_slot(t, birth);
+  // (The item that fills its batch goes to retire_body, which publishes the batch.)
+  if (WFMM_UNLIKELY(b == nullptr || b->count + 1 >= b->cap || b->bytes + size >= kBatchBytes))
+    return false;
+  if (WFMM_UNLIKELY(!mark_retired(t, w, birth, b, true, deferred))) {
+    report_error(who, deferred ? "double free of" : "block already retired:", p);
+    return true;
+  }
+  add_item(r, b, p, fn, ctx, kind, size, w, birth, deferred);
+  return true;
 }
 
-void retire_deferred(void* p, const char* who) { retire_body(p, nullptr, nullptr, 0, who, true); }
+// run_frees' own first test, inline: the tail of every quick retire.
+WFMM_INLINE void run_frees_if_due(const Local& t) {
+  if (WFMM_UNLIKELY(t.freeq != nullptr || g_orphans.has_work())) run_frees();
+}
 
-void retire(void* p, void (*fn)(void*, void*), void* ctx, uint64_t kind) {
+WFMM_NOINLINE void retire_slow(void* p, void (*fn)(void*, void*), void* ctx, uint64_t kind) {
   Local& t = t_local;
   bool late = t.exited != 0 && t.rec == nullptr;
-  retire_impl(p, fn, ctx, kind, "retire", false);
+  retire_body(p, fn, ctx, kind, "retire", false);
   // A retire after the thread's teardown (a late TLS destructor): publish and give the
   // record back now, in case no destructor round is left to do it.
   if (WFMM_UNLIKELY(late) && t.rec != nullptr) thread_exit(t.rec);
+}
+
+WFMM_NOINLINE void retire_deferred_slow(void* p, const char* who) {
+  retire_body(p, nullptr, nullptr, 0, who, true);
+}
+
+}  // namespace
+
+void retire_deferred(void* p, const char* who) {
+  Local& t = t_local;
+  if (WFMM_LIKELY(retire_quick(t, p, nullptr, nullptr, 0, who, true))) return run_frees_if_due(t);
+  retire_deferred_slow(p, who);
+}
+
+void retire(void* p, void (*fn)(void*, void*), void* ctx, uint64_t kind) {
+  Local& t = t_local;
+  // (A thread past its teardown takes retire_slow: a late retire may need to give its
+  // record back.)
+  if (WFMM_LIKELY(t.exited == 0 && retire_quick(t, p, fn, ctx, kind, "retire", false)))
+    return run_frees_if_due(t);
+  retire_slow(p, fn, ctx, kind);
 }
 
 void flush() {
