@@ -58,26 +58,29 @@ WFMM_INLINE size_t side_index(const Page* pg, uintptr_t a) {
 // and ticks the era every era_freq tracked allocations of this heap.
 void birth_record(Heap* h, Page* pg, void* b);
 
+// birth_note once g_track was seen on (malloc_birth: the fast path tested it already).
+WFMM_INLINE void birth_note_tracked(Heap* h, Page* pg, void* b) {
+  std::atomic<uint64_t>* side = pg->xside_.load(std::memory_order_acquire);
+  uint64_t era = g_era.load(std::memory_order_relaxed);
+  // The hook (deferred free's end of the implicit region) has nothing to do while the
+  // era is the one it last saw on this thread.
+  if (WFMM_LIKELY(side != nullptr && h->era_countdown_ > 1 &&
+                  (h->hook_era_ == era ||
+                   g_alloc_hook.load(std::memory_order_relaxed) == nullptr))) {
+    --h->era_countdown_;
+    side[side_index(pg, reinterpret_cast<uintptr_t>(b))].store(era, std::memory_order_relaxed);
+    return;
+  }
+  birth_record(h, pg, b);
+}
+
 // The malloc paths call this after taking a block from pg. With reclamation in use the
 // common case is inline: one store of the era into the block's side word (E2 in
 // reclaim/README.md); attaching a side array, ticking the era and deferred free's hook are
 // out of line.
 WFMM_INLINE void birth_note(Heap* h, Page* pg, void* b) {
   // relaxed: a thread that misses the switch-on records nothing; its block reads as era 0.
-  if (WFMM_UNLIKELY(g_track.load(std::memory_order_relaxed))) {
-    std::atomic<uint64_t>* side = pg->xside_.load(std::memory_order_acquire);
-    uint64_t era = g_era.load(std::memory_order_relaxed);
-    // The hook (deferred free's end of the implicit region) has nothing to do while the
-    // era is the one it last saw on this thread.
-    if (WFMM_LIKELY(side != nullptr && h->era_countdown_ > 1 &&
-                    (h->hook_era_ == era ||
-                     g_alloc_hook.load(std::memory_order_relaxed) == nullptr))) {
-      --h->era_countdown_;
-      side[side_index(pg, reinterpret_cast<uintptr_t>(b))].store(era, std::memory_order_relaxed);
-      return;
-    }
-    birth_record(h, pg, b);
-  }
+  if (WFMM_UNLIKELY(g_track.load(std::memory_order_relaxed))) birth_note_tracked(h, pg, b);
 }
 
 // Starts recording (idempotent; inline: every retire calls it).

@@ -434,7 +434,7 @@ void* malloc_slow(size_t n) {
 // link passed its check (not repeated here: 47 -> 27 instructions per tracked malloc,
 // cachegrind over the xenium hash map).
 WFMM_NOINLINE void* malloc_birth(Heap* h, Page* pg, Block* b) {
-  birth_note(h, pg, b);
+  birth_note_tracked(h, pg, b);
   return b;
 }
 

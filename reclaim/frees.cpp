@@ -56,24 +56,22 @@ void drop_list(uintptr_t l) {
 
 namespace {
 
-// Frees up to `budget` more items of b; returns how many it freed. The batch itself is
-// released once its last item is freed (*done). Bound: budget items + its cell chunks.
-uint32_t free_some(Batch* b, uint32_t budget, bool* done) {
-  Local& t = t_local;
-  if (t.rec == nullptr) own_record();  // counts go to the freeing thread's record
-  bool poison = option(Opt::kPoison) != 0;
-  // Once per call, not per block (the tools' hooks are weak symbols: a load and a test each).
-  bool watched = tools::sanitizer_watches();
-  int64_t bytes = 0;
+// free_some's loop over items. kPlain: no item has a function (Batch::any_fn: a deleter, a
+// disposer, synchronize's marker), and neither poisoning nor a sanitizer's hooks are on
+// (every deferred free's batch, and retires without deleters): their tests drop out of the
+// loop (-8 instructions per item, callgrind).
+// Bound: budget items. Returns how many it freed; adds their bytes to *bytes.
+template <bool kPlain>
+uint32_t free_items(Batch* b, uint32_t budget, bool poison, bool watched, int64_t* bytes) {
   uint32_t n = 0;
-  // (T2) Every reader's drop and the publish released the batch (tsan_release in unref,
-  // refs_add); the deleters and the frees below are ordered after them for ThreadSanitizer.
-  tools::tsan_acquire(b);
-  // Bound: budget (kFreeBudget) items.
-  for (; b->freed < b->count && n < budget; ++n) {
-    Item& it = b->items[b->freed++];
+  // (A plain loop keeps its position in a register: nothing it calls can reach b, which
+  // run_frees took off its queue. A deleter's run may, in principle: the other stores it.)
+  uint32_t at = b->freed;
+  for (; at < b->count && n < budget; ++n) {
+    Item& it = b->items[at++];
+    if (!kPlain) b->freed = at;
     size_t size = size_t(it.size_kind >> kItemShift);
-    bytes += int64_t(size);  // (counted as reclaimed either way: retired and reclaimed agree)
+    *bytes += int64_t(size);  // (counted as reclaimed either way: retired and reclaimed agree)
     // A double free or retire that raced with a plain store of the mark put the block in
     // two batches (retire_body): the side word names the one that frees it; this one
     // reports.
@@ -87,15 +85,18 @@ uint32_t free_some(Batch* b, uint32_t budget, bool* done) {
                      "block already retired:", it.p);
       continue;
     }
-    if (it.size_kind & kItemDispose) {
-      // The disposer takes the block over as a live one (it may free it, or under deferred
-      // free retire it again): its side word reads as born in era 0, not as freed.
-      if (it.side != nullptr) it.side->store(0, std::memory_order_relaxed);
-      it.fn(it.p, it.ctx);  // disposes of the block itself
-      continue;
+    if (!kPlain) {
+      if (it.size_kind & kItemDispose) {
+        // The disposer takes the block over as a live one (it may free it, or under
+        // deferred free retire it again): its side word reads as born in era 0, not as
+        // freed.
+        if (it.side != nullptr) it.side->store(0, std::memory_order_relaxed);
+        it.fn(it.p, it.ctx);  // disposes of the block itself
+        continue;
+      }
+      if (it.fn != nullptr) it.fn(it.p, it.ctx);
+      if (poison) memset(it.p, 0xdb, size);
     }
-    if (it.fn != nullptr) it.fn(it.p, it.ctx);
-    if (poison) memset(it.p, 0xdb, size);
     if (it.side == nullptr) {
       foreign_free(it.p, (it.size_kind & kItemNew) != 0);  // back to its malloc (foreign.h)
       continue;
@@ -103,9 +104,28 @@ uint32_t free_some(Batch* b, uint32_t budget, bool* done) {
     // The block is no longer retired: a later malloc of it records a new era over the mark.
     it.side->store(kFreedMark, std::memory_order_relaxed);
     tools::vg_taken_back(it.p);
-    if (watched) tools::san_taken_back(it.p, size);
+    if (!kPlain && watched) tools::san_taken_back(it.p, size);
     heap_free<true>(it.p, "retire");  // (ours: the side word named this batch)
   }
+  b->freed = at;
+  return n;
+}
+
+// Frees up to `budget` more items of b; returns how many it freed. The batch itself is
+// released once its last item is freed (*done). Bound: budget items + its cell chunks.
+uint32_t free_some(Batch* b, uint32_t budget, bool* done) {
+  Local& t = t_local;
+  if (t.rec == nullptr) own_record();  // counts go to the freeing thread's record
+  bool poison = option(Opt::kPoison) != 0;
+  // Once per call, not per block (the tools' hooks are weak symbols: a load and a test each).
+  bool watched = tools::sanitizer_watches();
+  int64_t bytes = 0;
+  // (T2) Every reader's drop and the publish released the batch (tsan_release in unref,
+  // refs_add); the deleters and the frees below are ordered after them for ThreadSanitizer.
+  tools::tsan_acquire(b);
+  uint32_t n = b->any_fn == 0 && !poison && !watched
+                   ? free_items<true>(b, budget, poison, watched, &bytes)
+                   : free_items<false>(b, budget, poison, watched, &bytes);
   if (Record* r = t.rec) {
     stat_add(r->reclaimed, n);
     stat_add(r->reclaimed_bytes, bytes);

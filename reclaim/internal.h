@@ -66,6 +66,8 @@ struct Batch {
   uint16_t gen;           // barrier parity it is counted under; kGenNone until counted
   uint8_t counted;        // publish finished its barrier accounting (fork_child reads it)
   uint8_t user_fn;        // some item has a deleter (user code)
+  uint8_t any_fn;         // some item has a function (user_fn's, or synchronize's marker):
+                          // free_some's plain loop is for batches without
   uint8_t skip_implicit;  // not inserted in implicit (deferred free) reservations
   uint8_t explicit_items;  // some item came from wfmm_retire (not a deferred free)
   uint8_t old;            // Local::old_batch: likely pinned by a stalled or idle thread

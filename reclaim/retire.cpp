@@ -73,6 +73,7 @@ Batch* new_batch() {
   b->gen = kGenNone;
   b->counted = 0;
   b->user_fn = 0;
+  b->any_fn = 0;
   b->skip_implicit = 0;
   b->explicit_items = 0;
   b->old = 0;
@@ -321,6 +322,7 @@ WFMM_INLINE void add_item(Record* r, Batch* b, void* p, void (*fn)(void*, void*)
   if (fn != nullptr) {  // (free_some reads ctx only for a deleter)
     it.ctx = ctx;
     b->user_fn = 1;
+    b->any_fn = 1;
   }
   b->bytes += size;
   if (deferred)

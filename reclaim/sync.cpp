@@ -114,6 +114,7 @@ void synchronize() {
   it.size_kind = uint64_t(size) << kItemShift;
   it.side = w;
   b->count = 1;
+  b->any_fn = 1;
   // Born "at era 0": the marker reaches every reservation of every open region and read
   // section, whatever its era (a region that protected before the era moved must be
   // waited for too). Implicit regions (deferred free) are not regions: skipped.
