@@ -41,6 +41,10 @@ static inline void wfmm_leave_fast(void) { wfmm_leave(); }
 static inline void* wfmm_protect_fast(void* const volatile* src, unsigned index) {
   return wfmm_protect(src, index);
 }
+static inline int wfmm_era_reserved_fast(unsigned index) {
+  (void)index;
+  return 0;
+}
 #elif !defined(WFMM_FAST_NO_DECLS)
 extern __thread struct wfmm_thread_view_v1 wfmm_thread_v1
     __attribute__((tls_model("initial-exec")));
@@ -92,6 +96,16 @@ static inline __attribute__((always_inline)) void* wfmm_protect_fast(void* const
       return p;
   }
   return wfmm_protect(src, index);
+}
+
+/* For adapters that keep their own pointer loads (xenium.hpp): nonzero while the era index
+ * reserves is still the global era. A pointer the caller loaded (acquire) from a live link
+ * after its region opened and after index's last wfmm_protect is then covered, as
+ * wfmm_protect_fast's own load would be, without loading it again. The caller knows the
+ * region open and index < WFMM_PROTECT_SLOTS (neither is checked); 0 means: call
+ * wfmm_protect. */
+static inline __attribute__((always_inline)) int wfmm_era_reserved_fast(unsigned index) {
+  return __atomic_load_n(&wfmm_era_v1, __ATOMIC_ACQUIRE) == wfmm_thread_v1.era[index];
 }
 #endif /* WFMM_NO_FAST / WFMM_FAST_NO_DECLS */
 
