@@ -283,6 +283,59 @@ TEST(Guard, MarksAndAcquireIfEqual) {
   delete a;
 }
 
+// A node whose destructor clears its payload: a reader that still holds it after its
+// reclamation (or after its memory went to a later node) sees the payload change.
+struct vnode : reclaimer::enable_concurrent_ptr<vnode, 1> {
+  std::uint64_t payload;
+  explicit vnode(std::uint64_t v) : payload(v) {}
+  ~vnode() { payload = 0; }
+};
+using vptr = reclaimer::concurrent_ptr<vnode>;
+
+// A guard that acquires again on its own index keeps the pointer it loaded, with no protect,
+// while that index still reserves the global era (guard_ptr::covers); once the era moved it
+// protects. A writer replaces and retires the node at the link and moves the era all the
+// while: every node the reader holds stays intact until it lets it go, on both paths.
+TEST(Guard, AcquireOnItsOwnIndexKeepsItsNodeWhileErasMove) {
+  stats_snapshot before;
+  vptr head(new vnode(1));
+  std::atomic<bool> stop{false};
+  std::atomic<long> held{0}, bad{0};
+  std::thread reader([&] {
+    using vguard = vptr::guard_ptr;
+    vguard g;
+    for (std::uint64_t i = 0; !stop.load(std::memory_order_relaxed); ++i) {
+      const bool ok = (i & 1) != 0 ? g.acquire_if_equal(head, head.load(std::memory_order_relaxed),
+                                                         std::memory_order_acquire)
+                                   : (g.acquire(head, std::memory_order_acquire), true);
+      if (!ok || !g) continue;
+      const std::uint64_t v = g->payload;
+      // Bound: 64 re-reads while the writer retires the node and frees what it can.
+      for (int k = 0; k < 64; ++k) {
+        if (g->payload != v || v == 0) bad.fetch_add(1, std::memory_order_relaxed);
+      }
+      held.fetch_add(1, std::memory_order_relaxed);
+    }
+  });
+  const auto end = deadline();
+  std::uint64_t next = 2;
+  for (std::uint64_t it = 0; time_left(end, it); ++it) {
+    auto* n = new vnode(next++);
+    vnode* old = head.load(std::memory_order_relaxed).get();
+    head.store(vptr::marked_ptr(n), std::memory_order_release);
+    wfmm_retire_dispose(old, [](void* p, void*) { delete static_cast<vnode*>(p); }, nullptr);
+    if ((it & 1023) == 0) wfmm_flush();  // frees what no region holds now
+  }
+  stop.store(true);
+  reader.join();
+  EXPECT_EQ(bad.load(), 0) << "a node changed while a guard held it";
+  EXPECT_GT(held.load(), 1000) << "the reader held too few nodes to tell";
+  stats_snapshot after;
+  EXPECT_GE(after.s.era, before.s.era + 8) << "the era did not move: the protect path went untried";
+  delete head.load(std::memory_order_relaxed).get();
+  wfmm_barrier();
+}
+
 TEST(Guard, ReclaimRunsTheDeleter) {
   stats_snapshot before;
   int destroyed0 = tnode::destroyed.load();
