@@ -396,14 +396,15 @@ class xenium_reclaimer::guard_ptr
  private:
   void do_swap(guard_ptr& g) noexcept { std::swap(slot_, g.slot_); }
 
-  // True if the pointer the caller just loaded (acquire) needs no protect: this guard's
-  // index is its own (held, not shared: so the region opened before that load, and the
-  // index's last reservation was made before it too) and still reserves the global era.
-  // wfmm_protect_fast's test on the caller's load instead of a second one: per hop of a
-  // list traversal 7 fewer instructions (the index and depth tests, the reload).
+  // True if the pointer the caller just loaded (acquire) needs no protect: this guard holds
+  // an index (so the region opened before that load, and the index's last reservation was
+  // made before it too) that still reserves the global era. wfmm_protect_fast's test on the
+  // caller's load instead of a second one: per hop of a list traversal 7 fewer
+  // instructions (the index and depth tests, the reload). The index may be shared with a
+  // copy of this guard: nothing is reserved anew, so the copy's node stays covered.
   [[gnu::always_inline]] bool covers(std::memory_order order) const noexcept {
     return order != std::memory_order_relaxed && slot_ != xenium_detail::no_slot &&
-           xenium_detail::slot_exclusive(slot_) && wfmm_era_reserved_fast(slot_);
+           wfmm_era_reserved_fast(slot_);
   }
 
   // Protects *p on this guard's own index (a fresh one if it has none or shares it).

@@ -165,6 +165,8 @@ TEST(Guard, NodeHasNoExtraMembers) {
   static_assert(tnode::number_of_mark_bits == 1);
 }
 
+void tick_era();
+
 TEST(Guard, CopiesShareAnIndexAndResetGivesItBack) {
   auto* a = new tnode;
   auto* b = new tnode;
@@ -178,7 +180,10 @@ TEST(Guard, CopiesShareAnIndexAndResetGivesItBack) {
     tguard g2 = g1;  // shares
     EXPECT_EQ(std::popcount(slots_used()), 1);
     EXPECT_EQ(g2.get(), a);
-    g1.acquire(rb, std::memory_order_acquire);  // g1 moves to a fresh index
+    // Once the era moved, g1 needs a protect and must not move a shared index: a fresh one.
+    // (While the era stands it keeps the shared one: SharedIndexCoversANewLoad below.)
+    tick_era();
+    g1.acquire(rb, std::memory_order_acquire);
     EXPECT_EQ(std::popcount(slots_used()), 2);
     EXPECT_EQ(g1.get(), b);
     EXPECT_EQ(g2.get(), a);
@@ -197,6 +202,30 @@ TEST(Guard, CopiesShareAnIndexAndResetGivesItBack) {
     tguard g4(a);  // from a raw pointer
     EXPECT_EQ(std::popcount(slots_used()), 1);
     EXPECT_EQ(g4.get(), a);
+  }
+  EXPECT_EQ(slots_used(), 0u);
+  delete a;
+  delete b;
+}
+
+// A guard sharing its index with a copy loads a new node while the era stands: the index's
+// reservation covers both (nothing is reserved anew), so it keeps the index.
+TEST(Guard, SharedIndexCoversANewLoadWhileTheEraStands) {
+  auto* a = new tnode;
+  auto* b = new tnode;
+  tptr ra(a), rb(b);
+  {
+    tguard g1;
+    g1.acquire(ra, std::memory_order_acquire);
+    tguard g2 = g1;
+    wfmm_stats s0, s1;
+    wfmm_stats_get(&s0);
+    g1.acquire(rb, std::memory_order_acquire);
+    wfmm_stats_get(&s1);
+    // (Another thread may tick the era in between: then g1 takes a fresh index.)
+    EXPECT_EQ(std::popcount(slots_used()), s1.era == s0.era ? 1 : 2);
+    EXPECT_EQ(g1.get(), b);
+    EXPECT_EQ(g2.get(), a);
   }
   EXPECT_EQ(slots_used(), 0u);
   delete a;
