@@ -181,16 +181,15 @@ WFMM_INLINE void push_local(Heap* h, Page* pg, Block* b) {
 // then a push on the local list. Every check is one predicted branch; a failing one goes out
 // of line (free_local_checked confirms, reports, or frees). The page's fields are read into
 // locals once (atomic loads are not merged by the compiler: span() was read twice).
-// kReclaimed: reclamation's free of a retired block. Its retire checked it as a live block
-// start, and the batch freeing it is the one its side word named (free_some), so no free of
-// it since then got past free's retired check: no check is left to make (-13 instructions
-// per reclaimed block, callgrind).
+// kReclaimed: reclamation's free of a retired block. Its retire checked it as a block start
+// and the side word names the batch freeing it (free_some): the interior and retired tests
+// are moot. The link test stays: a free of the block racing with its retire (the program's
+// double free) can have passed free's retired test and put it on a list meanwhile.
 template <bool kReclaimed = false>
 WFMM_INLINE void free_local(Heap* h, Page* pg, Block* b, const char* who) {
   // One register for the page: without this barrier GCC kept the segment and the page's
   // index apart and rebuilt the page's address three ways, spilling four registers.
   asm("" : "+r"(pg));
-  if (kReclaimed) return push_local(h, pg, b);
   uintptr_t a = reinterpret_cast<uintptr_t>(b);
   uintptr_t start = pg->start_;
   uintptr_t span = pg->span();
@@ -199,9 +198,10 @@ WFMM_INLINE void free_local(Heap* h, Page* pg, Block* b, const char* who) {
   // a + 8 may lie past the segment's end, in memory that is not mapped (a free of the
   // segment's last bytes crashed instead of being reported: bad_input_test
   // HintedSegmentHeaderAndFreePage).
-  if (WFMM_LIKELY(off < span && ((off * pg->magic_low_) >> 43) == 0)) {
+  if (WFMM_LIKELY(kReclaimed || (off < span && ((off * pg->magic_low_) >> 43) == 0))) {
     uintptr_t d = b->next.load(std::memory_order_relaxed) ^ pg->key_;
-    if (WFMM_LIKELY(d > kPendingLink && d - start >= span && !page_block_retired(pg, a)))
+    if (WFMM_LIKELY(d > kPendingLink && d - start >= span &&
+                    (kReclaimed || !page_block_retired(pg, a))))
       return push_local(h, pg, b);
   }
   free_local_checked(h, pg, b, who);

@@ -170,9 +170,7 @@ void free_local_checked(Heap* h, Page* pg, Block* b, const char* who) {
   }
   if (page_holds_free(pg, b)) return report_error(who, "double free of", b);
   if (page_block_retired(pg, a)) return report_error(who, kFreeOfRetired, b);
-  b->next.store(pg->encode(pg->local_free_), std::memory_order_relaxed);
-  pg->local_free_ = b;
-  if (--pg->used_ == 0) page_became_empty(h, pg);  // (the fold counts the free)
+  push_local(h, pg, b);  // (the fold counts the free)
 }
 
 // Pushes b onto pg's remote list. Wait-free: three steps, no retry.

@@ -73,7 +73,7 @@ uint32_t free_items(Batch* b, uint32_t budget, bool poison, bool watched, int64_
     size_t size = size_t(it.size_kind >> kItemShift);
     *bytes += int64_t(size);  // (counted as reclaimed either way: retired and reclaimed agree)
     // A double free or retire that raced with a plain store of the mark put the block in
-    // two batches (retire_body): the side word names the one that frees it; this one
+    // two batches (mark_retired): the side word names the one that frees it; this one
     // reports.
     if (it.side != nullptr &&
         it.side->load(std::memory_order_relaxed) != (kRetiredBit | reinterpret_cast<uint64_t>(b))) {

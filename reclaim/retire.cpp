@@ -259,6 +259,11 @@ WFMM_INLINE bool reserved_in_region(const Local& t, uint64_t birth) {
   return false;
 }
 
+// The report of a second retire (or deferred free) of a block.
+constexpr const char* twice_msg(bool deferred) {
+  return deferred ? "double free of" : "block already retired:";
+}
+
 // Which partial batch a block born in `birth` joins.
 // Old blocks go to a batch of their own: a batch is held by every reservation as old as
 // its oldest block, so one old block among young ones would pin them all behind a stalled
@@ -289,7 +294,7 @@ WFMM_INLINE bool mark_retired(const Local& t, std::atomic<uint64_t>* w, uint64_t
   if (fast && (deferred ? t.era[kImplicitSlot] != 0 && birth <= t.era[kImplicitSlot]
                         : reserved_in_region(t, birth))) {
     // A deferred free the freer's own implicit reservation covers (published, with E1's
-    // barrier, before the load above): a plain store. A second free racing with this one
+    // barrier, before the caller's load of the side word): a plain store. A second free racing with this one
     // may then put the block in a second batch too, but that batch is published into our
     // reservation and cannot be freed before our next allocator call, after this store; so
     // the block is freed by neither batch before both stores landed, and free_some frees it
@@ -352,7 +357,7 @@ WFMM_INLINE void retire_body(void* p, void (*fn)(void*, void*), void* ctx, uint6
     w = l.w;
     size = l.size;
   }
-  const char* twice = deferred ? "double free of" : "block already retired:";
+  const char* twice = twice_msg(deferred);
   birth_tracking_on();  // frees check for retired blocks only while tracking is on
   if (w != nullptr) birth = w->load(std::memory_order_relaxed);
   // Reclaimed and freed since block_for_retire looked at it: a use of a freed block.
@@ -403,8 +408,8 @@ WFMM_INLINE bool retire_quick(Local& t, void* p, void (*fn)(void*, void*), void*
   if (WFMM_UNLIKELY(b == nullptr || b->count + 1 >= b->cap || b->bytes + size >= kBatchBytes))
     return false;
   if (WFMM_UNLIKELY(!mark_retired(t, w, birth, b, true, deferred))) {
-    report_error(who, deferred ? "double free of" : "block already retired:", p);
-    return true;
+    report_error(who, twice_msg(deferred), p);
+    return true;  // (the caller's run_frees_if_due then runs: harmless)
   }
   add_item(r, b, p, fn, ctx, kind, size, w, birth, deferred);
   return true;

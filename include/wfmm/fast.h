@@ -98,14 +98,15 @@ static inline __attribute__((always_inline)) void* wfmm_protect_fast(void* const
   return wfmm_protect(src, index);
 }
 
-/* For adapters that keep their own pointer loads (xenium.hpp): nonzero while the era index
- * reserves is still the global era. A pointer the caller loaded (acquire) from a live link
- * after its region opened and after index's last wfmm_protect is then covered, as
- * wfmm_protect_fast's own load would be, without loading it again. The caller knows the
- * region open and index < WFMM_PROTECT_SLOTS (neither is checked); 0 means: call
- * wfmm_protect. */
+/* For adapters that keep their own pointer loads (xenium.hpp): nonzero while the caller is
+ * in a region and the era index reserves is still the global era. A pointer the caller
+ * loaded (acquire) from a live link after its region opened and after index's last
+ * wfmm_protect is then covered, as wfmm_protect_fast's own load would be, without loading
+ * it again. The caller knows index < WFMM_PROTECT_SLOTS (not checked); 0 means: call
+ * wfmm_protect (which reports a protect outside a region). */
 static inline __attribute__((always_inline)) int wfmm_era_reserved_fast(unsigned index) {
-  return __atomic_load_n(&wfmm_era_v1, __ATOMIC_ACQUIRE) == wfmm_thread_v1.era[index];
+  struct wfmm_thread_view_v1* t = &wfmm_thread_v1;
+  return t->depth != 0 && __atomic_load_n(&wfmm_era_v1, __ATOMIC_ACQUIRE) == t->era[index];
 }
 #endif /* WFMM_NO_FAST / WFMM_FAST_NO_DECLS */
 

@@ -48,12 +48,13 @@
 // Copies. Copying a guard that holds p shares the source's protect index (a per-thread
 // count of guards per index) instead of protecting p again on a new index. wfmm's contract
 // is "protected until the next protect on that index or the outermost leave"; a shared index
-// is protected again only after every guard sharing it has let it go (acquire on a guard whose
-// index is shared first moves that guard to a fresh index). Protecting p again on a new index
-// through a private copy of the pointer would be justified only while p has not been retired:
-// a fresh reservation's era is >= p's birth era, but if p was retired before that reservation
-// (while the source guard held it), the new reservation alone need not cover p once the
-// source lets go. Sharing has no such gap, costs no protect, and uses fewer indexes
+// is protected again only after every guard sharing it has let it go (an acquire that needs a
+// protect, the era having moved, on a guard whose index is shared first moves that guard to
+// a fresh index; while the era stands the shared index covers the new load: covers()).
+// Protecting p again on a new index through a private copy of the pointer would be justified
+// only while p has not been retired: a fresh reservation's era is >= p's birth era, but if p
+// was retired before that reservation (while the source guard held it), the new reservation
+// alone need not cover p once the source lets go. Sharing has no such gap, costs no protect, and uses fewer indexes
 // (tests/xenium: Guard.CopyOutlivesItsSourceAfterRetire fails with the re-protect scheme).
 //
 // Guards built from a raw pointer (explicit guard_ptr(p)), which xenium uses for a node the
@@ -325,8 +326,8 @@ class xenium_reclaimer::guard_ptr
   // (always_inline: the guard operations of every traversal step; left to GCC, covers()
   // pushed acquire and slot_take out of line in the MS queue: 402 -> 532 instructions per
   // operation, callgrind.)
-  [[gnu::always_inline]] void acquire(const cptr& p,
-                                      std::memory_order order = std::memory_order_seq_cst) noexcept {
+  [[gnu::always_inline]] void acquire(
+      const cptr& p, std::memory_order order = std::memory_order_seq_cst) noexcept {
     const MarkedPtr seen = p.load(order == std::memory_order_relaxed ? order
                                                                      : std::memory_order_acquire);
     if (seen == this->ptr) return;  // already held (it cannot have been reclaimed)
@@ -399,9 +400,11 @@ class xenium_reclaimer::guard_ptr
   // True if the pointer the caller just loaded (acquire) needs no protect: this guard holds
   // an index (so the region opened before that load, and the index's last reservation was
   // made before it too) that still reserves the global era. wfmm_protect_fast's test on the
-  // caller's load instead of a second one: per hop of a list traversal 7 fewer
-  // instructions (the index and depth tests, the reload). The index may be shared with a
-  // copy of this guard: nothing is reserved anew, so the copy's node stays covered.
+  // caller's load instead of a second one: per hop of a list traversal 5 fewer
+  // instructions (the index test, the reload). The index may be shared with a copy of this
+  // guard: nothing is reserved anew, so the copy's node stays covered. The depth test stays:
+  // a program that left the guard's region (an unmatched wfmm_leave) gets wfmm_protect's
+  // report, not an unprotected pointer.
   [[gnu::always_inline]] bool covers(std::memory_order order) const noexcept {
     return order != std::memory_order_relaxed && slot_ != xenium_detail::no_slot &&
            wfmm_era_reserved_fast(slot_);

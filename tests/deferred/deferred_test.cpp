@@ -297,7 +297,7 @@ using wfmm_test::count_of;
 // Two threads free the same block at the same moment, round after round: exactly one report
 // per pair, and afterwards no block is handed out twice. The second free reports at once
 // when it sees the block retired; when both loaded its side word before either stored (a
-// plain store: retire_body), both batches hold it and the one the side word does not name
+// plain store: mark_retired), both batches hold it and the one the side word does not name
 // reports at reclamation (counted after the barrier).
 TEST(Deferred, RacingDoubleFreeIsReportedExactlyOncePerPair) {
   const int rounds = 200;

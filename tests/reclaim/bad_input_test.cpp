@@ -231,7 +231,7 @@ TEST(ReclaimBadInput, ContinueModeReportsIgnoresAndKeepsCountsExact) {
 // Two threads retire the same blocks at the same moment, each inside a region and holding
 // the block under one of its own reservations (a program's double retire: two erasers of
 // one node): exactly one report per block, and no block is handed out twice. A retire that
-// its own reservation covers marks the block with a plain store (retire_body), so both may
+// its own reservation covers marks the block with a plain store (mark_retired), so both may
 // add it to their batches; the batch the side word does not name reports at reclamation.
 TEST(ReclaimBadInput, RacingDoubleRetireInRegionsIsReportedExactlyOncePerBlock) {
   expect_all_reclaimed("before");

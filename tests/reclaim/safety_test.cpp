@@ -138,8 +138,36 @@ TEST(ReclaimSafety, FreeOrReallocOfARetiredBlockIsReportedAndNotReused) {
   for (void* f : fresh) wfmm_free(f);
   wfmm_barrier();
   expect_all_reclaimed("after the reader left");
-  // Reclamation frees p without free's checks (its retire made them, and the ignored frees
-  // above must not have put it on a list): p now goes back exactly once.
+}
+
+// The owner holds its retired block in its own region, frees it wrongly (reported, ignored),
+// then leaves last: its leave reclaims the block as a local free that skips the interior and
+// retired tests (heap_free<kReclaimed>). The block goes back exactly once.
+TEST(ReclaimSafety, OwnersReclamationOfABlockItWronglyFreedHandsItOutOnce) {
+  std::atomic<void*> root{nullptr};
+  std::string err;
+  {
+    ContinueMode on;
+    testing::internal::CaptureStderr();
+    for (int round = 0; round < 64; ++round) {
+      void* p = wfmm_malloc(64);
+      wfmm_test::fill(p, 64, round);
+      root.store(p);
+      wfmm_enter();
+      void* q = wfmm_protect(reinterpret_cast<void* const volatile*>(&root), 0);
+      root.store(nullptr);
+      wfmm_retire(q);
+      wfmm_flush();      // published: our own reservation holds it
+      wfmm_free(q);      // the program's error: reported, not freed
+      EXPECT_TRUE(wfmm_test::check(q, 64, round)) << "the retired block changed in its region";
+      wfmm_leave();      // the last holder: frees it here, on this thread's own page
+    }
+    wfmm_barrier();
+    err = testing::internal::GetCapturedStderr();
+  }
+  EXPECT_EQ(count_of(err, "free of a retired block"), 64u) << err;
+  EXPECT_EQ(count_of(err, "double free"), 0u) << err;  // (reclamation freed each one once)
+  expect_all_reclaimed("after the owner's leaves");
   EXPECT_EQ(wfmm_test::fresh_blocks_check(wfmm_malloc, wfmm_free, 4000, 64), "");
 }
 

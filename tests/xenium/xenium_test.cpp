@@ -218,12 +218,14 @@ TEST(Guard, SharedIndexCoversANewLoadWhileTheEraStands) {
     tguard g1;
     g1.acquire(ra, std::memory_order_acquire);
     tguard g2 = g1;
-    wfmm_stats s0, s1;
-    wfmm_stats_get(&s0);
+    // What covers() will find: false only with protect's slow path forced
+    // (WFMM_PROTECT_ATTEMPTS=0 keeps no era for the fast test) or after an era tick.
+    const bool covered = wfmm_era_reserved_fast(unsigned(std::countr_zero(slots_used()))) != 0;
+    if (wfmm_option_get("protect_attempts") != 0) {
+      EXPECT_TRUE(covered);
+    }
     g1.acquire(rb, std::memory_order_acquire);
-    wfmm_stats_get(&s1);
-    // (Another thread may tick the era in between: then g1 takes a fresh index.)
-    EXPECT_EQ(std::popcount(slots_used()), s1.era == s0.era ? 1 : 2);
+    EXPECT_EQ(std::popcount(slots_used()), covered ? 1 : 2);
     EXPECT_EQ(g1.get(), b);
     EXPECT_EQ(g2.get(), a);
   }
@@ -313,11 +315,12 @@ TEST(Guard, MarksAndAcquireIfEqual) {
 }
 
 // A node whose destructor clears its payload: a reader that still holds it after its
-// reclamation (or after its memory went to a later node) sees the payload change.
+// reclamation (or after its memory went to a later node) sees the payload change. (Atomic:
+// a plain store in a destructor is dropped as dead, and plain re-reads may be merged.)
 struct vnode : reclaimer::enable_concurrent_ptr<vnode, 1> {
-  std::uint64_t payload;
+  std::atomic<std::uint64_t> payload;
   explicit vnode(std::uint64_t v) : payload(v) {}
-  ~vnode() { payload = 0; }
+  ~vnode() { payload.store(0, std::memory_order_relaxed); }
 };
 using vptr = reclaimer::concurrent_ptr<vnode>;
 
@@ -338,10 +341,11 @@ TEST(Guard, AcquireOnItsOwnIndexKeepsItsNodeWhileErasMove) {
                                                          std::memory_order_acquire)
                                    : (g.acquire(head, std::memory_order_acquire), true);
       if (!ok || !g) continue;
-      const std::uint64_t v = g->payload;
+      const std::uint64_t v = g->payload.load(std::memory_order_relaxed);
       // Bound: 64 re-reads while the writer retires the node and frees what it can.
       for (int k = 0; k < 64; ++k) {
-        if (g->payload != v || v == 0) bad.fetch_add(1, std::memory_order_relaxed);
+        if (g->payload.load(std::memory_order_relaxed) != v || v == 0)
+          bad.fetch_add(1, std::memory_order_relaxed);
       }
       held.fetch_add(1, std::memory_order_relaxed);
     }
