@@ -294,11 +294,12 @@ WFMM_INLINE bool mark_retired(const Local& t, std::atomic<uint64_t>* w, uint64_t
   if (fast && (deferred ? t.era[kImplicitSlot] != 0 && birth <= t.era[kImplicitSlot]
                         : reserved_in_region(t, birth))) {
     // A deferred free the freer's own implicit reservation covers (published, with E1's
-    // barrier, before the caller's load of the side word): a plain store. A second free racing with this one
-    // may then put the block in a second batch too, but that batch is published into our
-    // reservation and cannot be freed before our next allocator call, after this store; so
-    // the block is freed by neither batch before both stores landed, and free_some frees it
-    // only through the batch the side word names, reporting the other (racefree.pml). The
+    // barrier, before the caller's load of the side word): a plain store. A second free
+    // racing with this one may then put the block in a second batch too, but that batch is
+    // published into our reservation and cannot be freed before our next allocator call,
+    // after this store; so the block is freed by neither batch before both stores landed,
+    // and free_some frees it only through the batch the side word names, reporting the
+    // other (racefree.pml). The
     // locked CAS this replaces drained the store buffer on every free: sh6bench-t2 under
     // deferred free 0.79x time on an EPYC without it.
     // The same holds for a retire inside a region whose own reservation covers the block

@@ -54,8 +54,9 @@
 // Protecting p again on a new index through a private copy of the pointer would be justified
 // only while p has not been retired: a fresh reservation's era is >= p's birth era, but if p
 // was retired before that reservation (while the source guard held it), the new reservation
-// alone need not cover p once the source lets go. Sharing has no such gap, costs no protect, and uses fewer indexes
-// (tests/xenium: Guard.CopyOutlivesItsSourceAfterRetire fails with the re-protect scheme).
+// alone need not cover p once the source lets go. Sharing has no such gap, costs no
+// protect, and uses fewer indexes (tests/xenium: Guard.CopyOutlivesItsSourceAfterRetire
+// fails with the re-protect scheme).
 //
 // Guards built from a raw pointer (explicit guard_ptr(p)), which xenium uses for a node the
 // thread has just allocated, protect p through a per-thread root (one per index) holding p:
