@@ -164,7 +164,7 @@ uint32_t free_some(Batch* b, uint32_t budget, bool* done) {
 // most kKeepUser of them stay queued, the rest are handed over), plus one drain of 16 orphans.
 void run_frees(uint32_t budget) {
   Local& t = t_local;
-  if (t.freeq == nullptr && !g_orphans.has_work()) return;
+  if (!frees_due(t)) return;
   if (t.draining != 0) return;
   t.draining = 1;
   bool orphans = false;

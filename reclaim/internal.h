@@ -215,6 +215,8 @@ void unref(Batch* b, uint64_t n);
 void refs_add(Batch* b, uint64_t delta);
 void drop_list(uintptr_t l);
 void run_frees(uint32_t budget = kFreeBudget);
+// run_frees' first test: batches queued on this thread, or orphans waiting for anyone.
+WFMM_INLINE bool frees_due(const Local& t) { return t.freeq != nullptr || g_orphans.has_work(); }
 void drain_frees();
 
 // deferred.cpp: held batches of deferred free.
